@@ -1,0 +1,3 @@
+# Each model family lives in its own module; import it here so that importing
+# segext registers it.  Keep ``__all__`` explicit.
+__all__ = []

@@ -1,0 +1,21 @@
+"""Shared pytest fixtures for segext's test-suite (no ``tests/__init__.py``:
+the mmseg wheel ships a top-level ``tests`` package that would shadow ours)."""
+import os
+import os.path as osp
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _segext_imported():
+    import segext  # noqa: F401  registers every module
+    import torch
+    torch.manual_seed(0)
+    yield
