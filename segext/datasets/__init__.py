@@ -1,3 +1,5 @@
 from . import transforms  # noqa: F401
+from . import synthetic  # noqa: F401
+from .synthetic import SYNTHETIC_METAINFO
 
-__all__ = []
+__all__ = ['synthetic', 'SYNTHETIC_METAINFO']

@@ -1,0 +1,31 @@
+# segext -- every target installs what it needs (tools/setup_env.sh is
+# idempotent: seconds when the environment is already there).
+PY      := .venv/bin/python
+SETUP   := bash tools/setup_env.sh
+
+.PHONY: setup demo test test-slurm test-all benchmarks data clean-demo
+
+setup:
+	$(SETUP)
+
+## The main job on the embedded default: synthetic data, CPU, a few minutes.
+demo: setup
+	$(PY) tools/main_job.py
+
+## The default test suite (CPU, < 20 min on 2 cores).
+test: setup
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+## Synthetic dataset at data/synthetic (COCO panoptic + semantic PNGs).
+data: setup
+	$(PY) tools/dataset_converters/generate_synthetic.py data/synthetic --layout coco
+
+## Side-by-side benchmarks (long; not part of the test suite).
+benchmarks: setup
+	$(PY) tools/analysis_tools/benchmark_deform_conv.py
+	$(PY) tools/analysis_tools/benchmark_upsnet.py
+	$(PY) tools/analysis_tools/benchmark_drn.py
+	$(PY) tools/analysis_tools/benchmark_segnet.py
+
+clean-demo:
+	rm -rf work_dirs/main_job

@@ -1,0 +1,49 @@
+# Toy: dilated VGG-16 front-end + LARGE context module (Yu & Koltun, ICLR
+# 2016) on segext's synthetic semantic data (6 classes, 256x192), CPU-sized.
+#
+# Reduced widths (conv1 16 instead of 64 channels, fc6/fc7 256 instead of
+# 4096: 1/22 of the parameters, same depth, dilations and output stride 8),
+# trained from scratch.  The context module (C = 6, widths 12..192) is
+# trained jointly from its identity initialisation -- the authors' advice for
+# datasets of hundreds of images rather than their two-stage recipe.
+_base_ = [
+    '../_base_/models/dilation_vgg16.py',
+    '../_base_/datasets/synthetic_semantic.py',
+    'mmseg::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['segext'], allow_failed_imports=False)
+default_scope = 'mmseg'
+
+crop_size = (192, 256)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(base_channels=16, fc_channels=256),
+    decode_head=dict(
+        type='ContextHead',
+        in_channels=256,
+        num_classes=6,
+        context_cfg=dict(arch='large', dilations='voc')))
+
+max_iters = 400
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4),
+    clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type='PolyLR', power=0.9, eta_min=1e-4, by_epoch=False, begin=50,
+         end=max_iters)
+]
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                    interval=max_iters),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+auto_scale_lr = dict(enable=False, base_batch_size=2)

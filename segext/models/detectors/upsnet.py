@@ -1,0 +1,171 @@
+"""UPSNet: A Unified Panoptic Segmentation Network (Xiong et al., CVPR 2019).
+
+Mask R-CNN (ResNet-FPN, RPN, box and mask heads) + the deformable semantic
+head (:class:`~segext.models.seg_heads.UPSNetSemanticHead`) + the
+parameter-free panoptic head with an unknown class
+(:class:`~segext.models.panoptic_fusion_heads.UPSNetPanopticHead`), trained
+jointly (Sec. 3.4)::
+
+    L = L_rpn + L_box + L_mask + w_sem L_sem + w_roi L_sem_roi + w_pan L_pan
+
+mmdet's :class:`TwoStagePanopticSegmentor` never computes a panoptic loss and
+hands its fusion head binarised masks only; this subclass feeds the panoptic
+head the mask head's RAW logits, on the GT boxes in training (so ``L_pan``
+reaches the mask head, the semantic head and the backbone) and on the
+detections at test time.
+"""
+import copy
+from typing import Dict, Tuple
+
+import torch
+from mmdet.models.detectors import TwoStagePanopticSegmentor
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox2roi, get_box_tensor, scale_boxes
+from mmdet.utils import InstanceList
+from torch import Tensor
+
+__all__ = ['UPSNet']
+
+
+@MODELS.register_module()
+class UPSNet(TwoStagePanopticSegmentor):
+    """UPSNet panoptic segmentor.
+
+    Configured like mmdet's ``PanopticFPN`` (``backbone``, ``neck``,
+    ``rpn_head``, ``roi_head``, ``semantic_head``, ``panoptic_fusion_head``,
+    ``train_cfg``, ``test_cfg`` with ``rcnn`` and ``panoptic`` parts), with
+    ``semantic_head=dict(type='UPSNetSemanticHead', ...)`` and
+    ``panoptic_fusion_head=dict(type='UPSNetPanopticHead', ...)``.
+
+    Any batch size works: images of different sizes are padded into one batch
+    by the data preprocessor, every head works on the padded batch and uses
+    each image's ``img_shape`` / ``batch_input_shape``; images without things
+    contribute stuff/unknown targets only.
+    """
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """All of UPSNet's training losses.
+
+        Args:
+            batch_inputs (Tensor): ``(B, 3, H, W)`` padded input batch.
+            batch_data_samples (list[DetDataSample]): with ``gt_instances``
+                (non-crowd things: ``bboxes``, ``labels``, ``masks``) and
+                ``gt_sem_seg`` (mmdet labels at input resolution).
+
+        Returns:
+            dict: RPN, box, mask, ``loss_seg``, ``loss_roi_seg`` (if enabled)
+            and ``loss_panoptic`` losses.
+        """
+        x = self.extract_feat(batch_inputs)  # P2..P6
+
+        # instance branch: RPN + box and mask heads (as Mask R-CNN)
+        losses = self._instance_loss(x, batch_data_samples)
+
+        # semantic head: X at 1/4 scale, L_sem and L_sem_roi
+        seg_outs = self.semantic_head(x)
+        losses.update(
+            self.semantic_head.loss_by_feat(seg_outs, batch_data_samples))
+
+        # panoptic head on the kept GT instances with raw mask logits: L_pan
+        kept = self.panoptic_fusion_head.sample_instances(
+            [sample.gt_instances for sample in batch_data_samples])
+        kept = self._add_mask_logits(x, kept)
+        losses.update(
+            self.panoptic_fusion_head.loss(seg_outs['seg_preds'], kept,
+                                           batch_data_samples))
+        return losses
+
+    def _instance_loss(self, x: Tuple[Tensor],
+                       batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """RPN and RoI-head losses, exactly as mmdet's
+        ``TwoStageDetector.loss`` after feature extraction."""
+        losses = dict()
+        if self.with_rpn:
+            proposal_cfg = self.train_cfg.get('rpn_proposal',
+                                              self.test_cfg.rpn)
+            rpn_data_samples = copy.deepcopy(batch_data_samples)
+            for data_sample in rpn_data_samples:  # RPN is class-agnostic
+                data_sample.gt_instances.labels = torch.zeros_like(
+                    data_sample.gt_instances.labels)
+            rpn_losses, rpn_results_list = self.rpn_head.loss_and_predict(
+                x, rpn_data_samples, proposal_cfg=proposal_cfg)
+            for key in list(rpn_losses):
+                if 'loss' in key and 'rpn' not in key:
+                    rpn_losses[f'rpn_{key}'] = rpn_losses.pop(key)
+            losses.update(rpn_losses)
+        else:
+            rpn_results_list = self._given_proposals(batch_data_samples)
+        losses.update(
+            self.roi_head.loss(x, rpn_results_list, batch_data_samples))
+        return losses
+
+    def _add_mask_logits(self, x: Tuple[Tensor],
+                         instances_list: InstanceList) -> InstanceList:
+        """Run the mask head on each image's boxes and store the raw logits
+        (before the sigmoid) of each box's class as ``mask_logits``
+        ``(N, M, M)``."""
+        boxes = [get_box_tensor(inst.bboxes) for inst in instances_list]
+        rois = bbox2roi(boxes)
+        # the mask head runs even on zero boxes: its graph stays connected
+        mask_preds = self.roi_head._mask_forward(x, rois)['mask_preds']
+        labels = torch.cat([inst.labels for inst in instances_list])
+        if mask_preds.shape[1] > 1:  # class-specific masks
+            mask_preds = mask_preds[torch.arange(len(labels)), labels]
+        else:
+            mask_preds = mask_preds[:, 0]
+        for inst, logits in zip(
+                instances_list,
+                mask_preds.split([len(b) for b in boxes])):
+            inst.mask_logits = logits
+        return instances_list
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Panoptic segmentation of a batch (Sec. 3.3, inference).
+
+        Returns:
+            list[DetDataSample]: each with ``pred_panoptic_seg.sem_seg``
+            ``(1, H, W)`` -- ``label + instance_id * INSTANCE_OFFSET``, VOID
+            = ``num_classes`` -- at the original image size if ``rescale``,
+            else at the (unpadded) input size.
+        """
+        batch_img_metas = [sample.metainfo for sample in batch_data_samples]
+        x = self.extract_feat(batch_inputs)
+
+        if batch_data_samples[0].get('proposals', None) is None:
+            rpn_results_list = self.rpn_head.predict(
+                x, batch_data_samples, rescale=False)
+        else:
+            rpn_results_list = self._given_proposals(batch_data_samples)
+
+        # detections (score threshold, class-agnostic NMS, top-k from
+        # test_cfg.rcnn) in the input frame, then their raw mask logits
+        det_results_list = self.roi_head.predict_bbox(
+            x,
+            batch_img_metas,
+            rpn_results_list,
+            rcnn_test_cfg=self.roi_head.test_cfg,
+            rescale=False)
+        det_results_list = self._add_mask_logits(x, det_results_list)
+        if rescale:
+            for det_results, meta in zip(det_results_list, batch_img_metas):
+                det_results.bboxes = scale_boxes(
+                    det_results.bboxes,
+                    [1 / s for s in meta['scale_factor']])
+
+        seg_preds = self.semantic_head.predict(x, batch_img_metas, rescale)
+        results_list = self.panoptic_fusion_head.predict(
+            det_results_list, seg_preds)
+        return self.add_pred_to_datasample(batch_data_samples, results_list)
+
+    @staticmethod
+    def _given_proposals(batch_data_samples: SampleList) -> InstanceList:
+        """Pre-computed proposals of a detector configured without RPN."""
+        if batch_data_samples[0].get('proposals', None) is None:
+            raise KeyError('UPSNet without rpn_head needs `proposals` in '
+                           'every data sample')
+        return [sample.proposals for sample in batch_data_samples]

@@ -1,0 +1,606 @@
+"""Deformable convolution v1 with a fast CPU path chosen at run time.
+
+DCN v1 (Dai et al., "Deformable Convolutional Networks", ICCV 2017) samples
+the input at the regular grid positions of a K×K kernel shifted by learned,
+fractional offsets (eq. (1)-(2)):
+
+    y(p0) = sum_k w(p_k) · x(p0 + p_k + Δp_k),
+    x(p)  = sum_q G(q, p) · x(q),   G(q, p) = g(q_y, p_y) · g(q_x, p_x),
+    g(a, b) = max(0, 1 - |a - b|)          (bilinear interpolation).
+
+UPSNet (Xiong et al. 2019, Sec. 3.1) uses it in its semantic head, with a bias
+and a zero-initialised offset conv so that training starts from a plain conv.
+
+Two implementations sit behind :func:`deform_conv2d`:
+
+* ``'mmcv'``: mmcv's compiled kernel (``mmcv.ops.deform_conv2d``), the only
+  choice on CUDA and any other non-CPU device, so GPU users get upstream's op.
+* ``'segext'``: a CPU path built from vectorised PyTorch ops. The bilinear
+  sampling of all K×K taps is one ``F.embedding_bag`` call per chunk — every
+  sample is a "bag" of its 4 neighbours, gathered from a channels-last copy of
+  the input with the bilinear weights as ``per_sample_weights`` — and the
+  convolution is one GEMM of those columns with the reshaped weight. Backward
+  is a hand-written :class:`torch.autograd.Function` that recomputes the
+  columns chunk by chunk (nothing of size K×K×C×H×W is kept between forward
+  and backward) and takes the input and bilinear-weight gradients from
+  ``embedding_bag``'s own backward; offset gradients follow from the
+  derivatives of the bilinear weights.
+
+The boundary convention is mmcv's: a sample at (h, w) is zero when h <= -1,
+h >= H, w <= -1 or w >= W (and then has no offset gradient); otherwise each of
+its 4 neighbours outside the map counts as zero. Out-of-map neighbours point
+to an extra all-zero row of the channels-last input, so the forward value, the
+input gradient and the offset gradient need no further masking.
+
+Memory bound of the CPU path, on top of the channels-last copies of input and
+output (each the size of the tensor it copies): the columns of one chunk, at
+most ``chunk_bytes`` (default 64 MiB), in forward; in backward those columns,
+their gradient and ``embedding_bag``'s dense input gradient for the chunk, i.e.
+about 2 × ``chunk_bytes`` + the input's size, plus O(K×K×rows) sampling
+indices and weights for the chunk (48 bytes per sample).
+"""
+import contextlib
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.ops import deform_conv2d as mmcv_deform_conv2d
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+from torch.nn.modules.utils import _pair
+
+__all__ = [
+    'DEFAULT_CHUNK_BYTES', 'deform_conv2d', 'deform_conv2d_cpu',
+    'deform_conv_impl', 'select_deform_conv_impl', 'DeformConv2dWithOffset'
+]
+
+IMPLS = ('auto', 'mmcv', 'segext')
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+_CPU_DTYPES = (torch.float32, torch.float64)
+_forced_impl = 'auto'
+
+IntPair = Union[int, Tuple[int, int]]
+
+
+def _check_impl(impl: str) -> None:
+    if impl not in IMPLS:
+        raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
+
+
+@contextlib.contextmanager
+def deform_conv_impl(impl: str):
+    """Force the implementation of every ``impl='auto'`` deformable conv.
+
+    ``with deform_conv_impl('mmcv'): model(x)`` runs mmcv's kernel even on
+    CPU; ``'segext'`` forces segext's CPU path (it still needs CPU tensors);
+    ``'auto'`` restores the default choice. Calls that name an ``impl`` other
+    than ``'auto'`` explicitly are not affected.
+    """
+    global _forced_impl
+    _check_impl(impl)
+    previous, _forced_impl = _forced_impl, impl
+    try:
+        yield
+    finally:
+        _forced_impl = previous
+
+
+def select_deform_conv_impl(input: Tensor, impl: str = 'auto') -> str:
+    """Name the implementation :func:`deform_conv2d` runs for ``input``.
+
+    ``'auto'`` (after the :func:`deform_conv_impl` override) is segext's path
+    for float32/float64 CPU tensors and mmcv's kernel for anything else
+    (CUDA and other devices, half precision).
+    """
+    _check_impl(impl)
+    if impl == 'auto':
+        impl = _forced_impl
+    if impl == 'auto':
+        on_cpu = input.device.type == 'cpu' and not input.is_cuda
+        impl = 'segext' if on_cpu and input.dtype in _CPU_DTYPES else 'mmcv'
+    if impl == 'segext' and input.device.type != 'cpu':
+        raise ValueError('the segext deformable conv runs on CPU tensors '
+                         f'only, got a tensor on {input.device}')
+    return impl
+
+
+def _output_size(size: int, kernel: int, stride: int, padding: int,
+                 dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _channel_pieces(channels: int, groups: int,
+                    deform_groups: int) -> List[Tuple[int, int, int, int]]:
+    """Split the input channels where a conv group or deformable group ends.
+
+    Returns ``(c0, c1, group, deform_group)`` per piece; a piece belongs to
+    one conv group (one block of the weight) and one deformable group (one
+    set of offsets). One piece when ``groups == deform_groups == 1``.
+    """
+    per_group = channels // groups
+    per_deform_group = channels // deform_groups
+    cuts = sorted({0, channels}
+                  | {g * per_group for g in range(groups)}
+                  | {d * per_deform_group for d in range(deform_groups)})
+    return [(c0, c1, c0 // per_group, c0 // per_deform_group)
+            for c0, c1 in zip(cuts[:-1], cuts[1:])]
+
+
+class _Geometry:
+    """Shapes, channel pieces and the regular grid p0 + p_k of eq. (1)."""
+
+    def __init__(self, input: Tensor, weight: Tensor, stride: Tuple[int, int],
+                 padding: Tuple[int, int], dilation: Tuple[int, int],
+                 groups: int, deform_groups: int) -> None:
+        self.batch, self.channels, self.height, self.width = input.shape
+        self.out_channels, _, kh, kw = weight.shape
+        self.kernel = (kh, kw)
+        self.taps = kh * kw
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.deform_groups = groups, deform_groups
+        self.out_h = _output_size(self.height, kh, stride[0], padding[0],
+                                  dilation[0])
+        self.out_w = _output_size(self.width, kw, stride[1], padding[1],
+                                  dilation[1])
+        if self.out_h <= 0 or self.out_w <= 0:
+            raise ValueError(
+                f'deformable conv input of size {self.height}x{self.width} is '
+                f'too small for kernel {kh}x{kw}, padding {padding}, '
+                f'dilation {dilation} (output would be '
+                f'{self.out_h}x{self.out_w})')
+        self.out_pixels = self.out_h * self.out_w
+        self.out_per_group = self.out_channels // groups
+        self.in_per_group = self.channels // groups
+        self.pieces = _channel_pieces(self.channels, groups, deform_groups)
+
+    def chunk_pixels(self, chunk_bytes: int, itemsize: int) -> int:
+        """Output pixels per chunk so that one piece's columns fit."""
+        widest = max(c1 - c0 for c0, c1, _, _ in self.pieces)
+        per_pixel = self.taps * widest * itemsize
+        return max(1, min(self.out_pixels, chunk_bytes // per_pixel))
+
+    def chunks(self, chunk_bytes: int, itemsize: int):
+        """Yield (image, first, last) output-pixel ranges of one image."""
+        step = self.chunk_pixels(chunk_bytes, itemsize)
+        for n in range(self.batch):
+            for p0 in range(0, self.out_pixels, step):
+                yield n, p0, min(p0 + step, self.out_pixels)
+
+    def sampling_tables(self, offset: Tensor):
+        """Bilinear neighbours and weights of every sample (eq. (2)).
+
+        Args:
+            offset (Tensor): (B, dg*K*2, Ho, Wo), per deformable group and
+                tap (row-major) the pair (dy, dx) — mmcv's layout.
+
+        Returns:
+            index (B, Ho*Wo, dg, K, 4) int64: rows of the channels-last input
+                (row 0 is all zero; 1 + b*H*W + y*W + x is pixel (b, y, x)) of
+                the neighbours (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1);
+                0 for a neighbour outside the map and for all 4 neighbours of
+                a sample outside (-1, H) × (-1, W), as in mmcv's kernel.
+            weight (B, Ho*Wo, dg, K, 4): their bilinear weights, zero where
+                the index is 0.
+            frac (B, Ho*Wo, dg, K, 2): (y - y0, x - x0), for the backward.
+        """
+        expected = (self.batch, self.deform_groups * self.taps * 2,
+                    self.out_h, self.out_w)
+        if tuple(offset.shape) != expected:
+            raise ValueError(f'offset must have shape {expected} (B, '
+                             f'deform_groups*kh*kw*2, Ho, Wo), got '
+                             f'{tuple(offset.shape)}')
+        dtype = offset.dtype
+        kh, kw = self.kernel
+        # (B, dg*K*2, Ho, Wo) -> (B, Ho, Wo, dg, K, 2)
+        off = offset.view(self.batch, self.deform_groups, self.taps, 2,
+                          self.out_h, self.out_w).permute(0, 4, 5, 1, 2, 3)
+        # regular grid: window corner + tap, (Ho, 1, 1, K) and (Wo, 1, K)
+        tap_y = torch.arange(kh).repeat_interleave(kw) * self.dilation[0]
+        tap_x = torch.arange(kw).repeat(kh) * self.dilation[1]
+        grid_y = torch.arange(self.out_h)[:, None] * self.stride[0] + tap_y
+        grid_x = torch.arange(self.out_w)[:, None] * self.stride[1] + tap_x
+        grid_y = (grid_y - self.padding[0]).to(dtype)[:, None, None]
+        grid_x = (grid_x - self.padding[1]).to(dtype)[:, None]
+        y = off[..., 0] + grid_y  # (B, Ho, Wo, dg, K)
+        x = off[..., 1] + grid_x
+        inside = (y > -1) & (y < self.height) & (x > -1) & (x < self.width)
+        # samples outside read nothing; make their coordinates harmless
+        y = y.masked_fill_(~inside, 0)
+        x = x.masked_fill_(~inside, 0)
+        y0, x0 = y.floor(), x.floor()
+        frac = torch.stack([y - y0, x - x0], -1)  # (..., 2)
+        y0, x0 = y0.long(), x0.long()
+        two = torch.arange(2)
+        ys = y0[..., None] + two  # (..., 2) rows y0, y0 + 1
+        xs = x0[..., None] + two  # (..., 2) cols x0, x0 + 1
+        row_ok = (ys >= 0) & (ys < self.height) & inside[..., None]
+        col_ok = (xs >= 0) & (xs < self.width)
+        valid = (row_ok[..., :, None] & col_ok[..., None, :]).flatten(-2)
+        first = torch.arange(self.batch).view(-1, 1, 1, 1, 1, 1) * (
+            self.height * self.width) + 1
+        index = (ys * self.width + first)[..., :, None] + xs[..., None, :]
+        index = index.flatten(-2).mul_(valid)  # (..., 4)
+        # bilinear weights (1-ly, ly) ⊗ (1-lx, lx), zero where invalid
+        wy = torch.stack([1 - frac[..., 0], frac[..., 0]], -1)
+        wx = torch.stack([1 - frac[..., 1], frac[..., 1]], -1)
+        weight = (wy[..., :, None] * wx[..., None, :]).flatten(-2) * valid
+        shape = (self.batch, self.out_pixels, self.deform_groups, self.taps)
+        return (index.view(*shape, 4), weight.view(*shape, 4),
+                frac.view(*shape, 2))
+
+
+def _channels_last_rows(input: Tensor, geo: _Geometry) -> List[Tensor]:
+    """(B, C, H, W) -> per piece (1 + B*H*W, Cp), row 0 all zero."""
+    rows = []
+    for c0, c1, _, _ in geo.pieces:
+        piece = input.new_empty(1 + geo.batch * geo.height * geo.width,
+                                c1 - c0)
+        piece[0].zero_()
+        piece[1:].view(geo.batch, geo.height, geo.width,
+                       c1 - c0).copy_(input[:, c0:c1].permute(0, 2, 3, 1))
+        rows.append(piece)
+    return rows
+
+
+def _weight_pieces(weight: Tensor, geo: _Geometry) -> List[Tensor]:
+    """(O, C/g, kh, kw) -> per piece (O/g, K*Cp), columns ordered (tap, c)."""
+    pieces = []
+    for c0, c1, g, _ in geo.pieces:
+        block = weight[g * geo.out_per_group:(g + 1) * geo.out_per_group,
+                       c0 - g * geo.in_per_group:c1 - g * geo.in_per_group]
+        pieces.append(block.permute(0, 2, 3, 1).reshape(geo.out_per_group, -1))
+    return pieces
+
+
+def _sample(index: Tensor, weight: Tensor, rows: Tensor) -> Tensor:
+    """Columns (S, Cp): each sample the weighted sum of its 4 rows."""
+    return F.embedding_bag(
+        index, rows, per_sample_weights=weight, mode='sum')
+
+
+class DeformConv2dCPUFunction(torch.autograd.Function):
+    """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM."""
+
+    @staticmethod
+    def forward(ctx, input: Tensor, offset: Tensor, weight: Tensor,
+                bias: Optional[Tensor], stride: Tuple[int, int],
+                padding: Tuple[int, int], dilation: Tuple[int, int],
+                groups: int, deform_groups: int, chunk_bytes: int) -> Tensor:
+        geo = _Geometry(input, weight, stride, padding, dilation, groups,
+                        deform_groups)
+        # (B, Ho*Wo, dg, K, 4), (B, Ho*Wo, dg, K, 4), (B, Ho*Wo, dg, K, 2)
+        index, bilinear, frac = geo.sampling_tables(offset)
+        rows = _channels_last_rows(input, geo)  # [(1 + B*H*W, Cp)]
+        weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
+        out = input.new_empty(geo.batch, geo.out_channels, geo.out_h,
+                              geo.out_w)
+        out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
+        for n, p0, p1 in geo.chunks(chunk_bytes, input.element_size()):
+            written = set()
+            for (c0, c1, g, d), x_rows, w_piece in zip(geo.pieces, rows,
+                                                       weights):
+                # (L*K, Cp) samples -> (L, K*Cp) columns
+                cols = _sample(index[n, p0:p1, d].reshape(-1, 4),
+                               bilinear[n, p0:p1, d].reshape(-1, 4), x_rows)
+                cols = cols.view(p1 - p0, -1)
+                o0 = g * geo.out_per_group
+                dst = out_rows[n, o0:o0 + geo.out_per_group, p0:p1]
+                # (O/g, L) = (O/g, K*Cp) @ (K*Cp, L), written in place
+                if g in written:
+                    dst.addmm_(w_piece, cols.t())
+                elif bias is None:
+                    torch.mm(w_piece, cols.t(), out=dst)
+                else:
+                    b = bias[o0:o0 + geo.out_per_group, None]
+                    torch.addmm(b, w_piece, cols.t(), out=dst)
+                written.add(g)
+        ctx.geo = geo
+        ctx.chunk_bytes = chunk_bytes
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(weight, index, bilinear, frac, *rows)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        geo = ctx.geo
+        weight, index, bilinear, frac, *rows = ctx.saved_tensors
+        need_input, need_offset, need_weight, need_bias = \
+            ctx.needs_input_grad[:4]
+        weights = _weight_pieces(weight, geo)
+        grad_output = grad_output.contiguous()
+        grad_rows = grad_out_rows = grad_out = None
+        grad_rows = [torch.zeros_like(r) for r in rows] if need_input else None
+        grad_weights = [torch.zeros_like(w) for w in weights] \
+            if need_weight else None
+        grad_bilinear = torch.zeros_like(bilinear) if need_offset else None
+        grad_out = grad_output.view(geo.batch, geo.out_channels,
+                                    geo.out_pixels)
+        for n, p0, p1 in geo.chunks(ctx.chunk_bytes,
+                                    grad_output.element_size()):
+            length = p1 - p0
+            for i, ((c0, c1, g, d), x_rows, w_piece) in enumerate(
+                    zip(geo.pieces, rows, weights)):
+                o0 = g * geo.out_per_group
+                g_out = grad_out[n, o0:o0 + geo.out_per_group, p0:p1]
+                idx = index[n, p0:p1, d].reshape(-1, 4)  # (L*K, 4)
+                bil = bilinear[n, p0:p1, d].reshape(-1, 4)
+                if not (need_input or need_offset):
+                    cols = _sample(idx, bil, x_rows).view(length, -1)
+                    # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
+                    grad_weights[i].addmm_(g_out, cols)
+                    continue
+                # only the input rows this chunk reads get gradients: run
+                # the gather on rows [lo-1, hi]; invalid neighbours (index 0)
+                # go to local row 0 with weight 0
+                hi = int(idx.max())
+                if hi == 0:
+                    continue  # every sample of the chunk is outside
+                lo = int(torch.where(idx > 0, idx, hi).min())
+                local = (idx - (lo - 1)).clamp_(min=0)
+                x_leaf = x_rows[lo - 1:hi + 1].detach()
+                x_leaf.requires_grad_(need_input)
+                b_leaf = bil.detach().requires_grad_(need_offset)
+                with torch.enable_grad():
+                    cols = _sample(local, b_leaf, x_leaf)  # (L*K, Cp)
+                if need_weight:
+                    grad_weights[i].addmm_(g_out,
+                                           cols.detach().view(length, -1))
+                # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
+                grad_cols = torch.mm(g_out.t(), w_piece)
+                leaves = [t for t in (x_leaf, b_leaf) if t.requires_grad]
+                grads = list(
+                    torch.autograd.grad(cols, leaves,
+                                        grad_cols.view_as(cols)))
+                del cols, grad_cols
+                if need_input:
+                    grad_rows[i][lo - 1:hi + 1] += grads.pop(0)
+                if need_offset:
+                    grad_bilinear[n, p0:p1, d] += grads.pop(0).view(
+                        length, geo.taps, 4)
+
+        grad_input = grad_offset = grad_weight = grad_bias = None
+        if need_input:
+            grad_input = grad_output.new_empty(geo.batch, geo.channels,
+                                               geo.height, geo.width)
+            for (c0, c1, _, _), g_rows in zip(geo.pieces, grad_rows):
+                grad_input[:, c0:c1] = g_rows[1:].view(
+                    geo.batch, geo.height, geo.width,
+                    c1 - c0).permute(0, 3, 1, 2)
+        if need_offset:
+            # d/dy and d/dx of the bilinear weights of eq. (2); neighbours
+            # outside the map (index 0) have no gradient
+            gb = grad_bilinear.masked_fill_(index == 0, 0).unbind(-1)
+            ly, lx = frac.unbind(-1)
+            grad_y = (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx
+            grad_x = (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
+            # (B, Ho*Wo, dg, K, 2) -> (B, dg*K*2, Ho, Wo)
+            grad_offset = torch.stack([grad_y, grad_x], -1).view(
+                geo.batch, geo.out_h, geo.out_w, geo.deform_groups,
+                geo.taps, 2).permute(0, 3, 4, 5, 1, 2).reshape(
+                    geo.batch, -1, geo.out_h, geo.out_w)
+        if need_weight:
+            grad_weight = torch.empty_like(weight)
+            for (c0, c1, g, _), g_w in zip(geo.pieces, grad_weights):
+                grad_weight[g * geo.out_per_group:(g + 1) *
+                            geo.out_per_group, c0 - g * geo.in_per_group:c1 -
+                            g * geo.in_per_group] = g_w.view(
+                                geo.out_per_group, *geo.kernel,
+                                c1 - c0).permute(0, 3, 1, 2)
+        if need_bias and ctx.has_bias:
+            grad_bias = grad_output.sum((0, 2, 3))
+        return (grad_input, grad_offset, grad_weight, grad_bias, None, None,
+                None, None, None, None)
+
+
+def deform_conv2d_cpu(input: Tensor,
+                      offset: Tensor,
+                      weight: Tensor,
+                      bias: Optional[Tensor] = None,
+                      stride: IntPair = 1,
+                      padding: IntPair = 0,
+                      dilation: IntPair = 1,
+                      groups: int = 1,
+                      deform_groups: int = 1,
+                      chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tensor:
+    """segext's CPU DCN v1; arguments as :func:`deform_conv2d`.
+
+    ``chunk_bytes`` bounds the columns built at once (one chunk of output
+    pixels × K×K taps × the channels of one group); see the module docstring
+    for the resulting peak memory.
+    """
+    if input.dim() != 4:
+        raise ValueError(f'expected a 4D input (B, C, H, W), got '
+                         f'{input.dim()}D')
+    if input.device.type != 'cpu':
+        raise ValueError(f'deform_conv2d_cpu needs CPU tensors, got '
+                         f'{input.device}')
+    channels = input.size(1)
+    if channels % groups or channels % deform_groups or \
+            weight.size(0) % groups:
+        raise ValueError(
+            f'in_channels {channels} must be divisible by groups {groups} '
+            f'and deform_groups {deform_groups}, out_channels '
+            f'{weight.size(0)} by groups')
+    if weight.size(1) * groups != channels:
+        raise ValueError(f'weight of shape {tuple(weight.shape)} expects '
+                         f'{weight.size(1) * groups} input channels with '
+                         f'groups={groups}, got {channels}')
+    # mmcv's amp convention: the offset's dtype decides
+    input = input.type_as(offset)
+    weight = weight.type_as(input)
+    if bias is not None:
+        bias = bias.type_as(input)
+    return DeformConv2dCPUFunction.apply(input.contiguous(),
+                                         offset.contiguous(), weight, bias,
+                                         _pair(stride), _pair(padding),
+                                         _pair(dilation), groups,
+                                         deform_groups, int(chunk_bytes))
+
+
+def _deform_conv2d_mmcv(input: Tensor, offset: Tensor, weight: Tensor,
+                        bias: Optional[Tensor], stride: Tuple[int, int],
+                        padding: Tuple[int, int], dilation: Tuple[int, int],
+                        groups: int, deform_groups: int,
+                        im2col_step: int) -> Tensor:
+    """mmcv's kernel as ``mmcv.ops.DeformConv2d.forward`` calls it, + bias."""
+    kh, kw = weight.shape[2:]
+    # as upstream's module: mmcv's kernel rejects inputs smaller than the
+    # kernel, so pad bottom/right with zeros and crop the output back
+    pad_h, pad_w = max(kh - input.size(2), 0), max(kw - input.size(3), 0)
+    if pad_h or pad_w:
+        input = F.pad(input, (0, pad_w, 0, pad_h)).contiguous()
+        offset = F.pad(offset, (0, pad_w, 0, pad_h)).contiguous()
+    out = mmcv_deform_conv2d(input, offset, weight, stride, padding,
+                             dilation, groups, deform_groups, False,
+                             im2col_step)
+    if pad_h or pad_w:
+        out = out[:, :, :out.size(2) - pad_h, :out.size(3) - pad_w]
+        out = out.contiguous()
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1).type_as(out)
+    return out
+
+
+def deform_conv2d(input: Tensor,
+                  offset: Tensor,
+                  weight: Tensor,
+                  bias: Optional[Tensor] = None,
+                  stride: IntPair = 1,
+                  padding: IntPair = 0,
+                  dilation: IntPair = 1,
+                  groups: int = 1,
+                  deform_groups: int = 1,
+                  im2col_step: int = 32,
+                  impl: str = 'auto') -> Tensor:
+    """DCN v1 (Dai et al. 2017, eq. (1)-(2)) with an optional bias.
+
+    Args:
+        input (Tensor): (B, C, H, W).
+        offset (Tensor): (B, deform_groups*kh*kw*2, Ho, Wo), mmcv's layout:
+            per deformable group, per tap (row-major), (dy, dx).
+        weight (Tensor): (O, C/groups, kh, kw).
+        bias (Tensor, optional): (O,).
+        stride, padding, dilation (int | tuple[int, int]): as ``F.conv2d``.
+        groups (int): conv groups. deform_groups (int): offset groups.
+        im2col_step (int): images per call of mmcv's kernel (mmcv only).
+        impl (str): 'auto' (segext's path for float CPU tensors, mmcv's
+            kernel otherwise; see :func:`deform_conv_impl`), 'mmcv' or
+            'segext'.
+
+    Returns:
+        Tensor: (B, O, Ho, Wo).
+    """
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if select_deform_conv_impl(input, impl) == 'segext':
+        return deform_conv2d_cpu(input, offset, weight, bias, stride,
+                                 padding, dilation, groups, deform_groups)
+    return _deform_conv2d_mmcv(input, offset, weight, bias, stride, padding,
+                               dilation, groups, deform_groups, im2col_step)
+
+
+@MODELS.register_module('DCNv1')
+class DeformConv2dWithOffset(BaseModule):
+    """DCN v1 layer with its own offset conv and a bias (UPSNet Sec. 3.1).
+
+    ``conv_offset``, a plain conv with the same kernel, stride, padding and
+    dilation, predicts the 2·deform_groups·kh·kw offsets (Dai et al. 2017,
+    Sec. 2.1); its weight and bias start at zero, so the layer starts as a
+    plain conv. Unlike ``mmcv.ops.DeformConv2dPack`` the main conv may carry
+    a bias. Registered as ``'DCNv1'`` in mmengine's root ``MODELS``, so
+    ``conv_cfg=dict(type='DCNv1')`` works with ``build_conv_layer`` and
+    ``ConvModule``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation,
+        groups: as ``nn.Conv2d``.
+        deform_groups (int): channel groups sharing one set of offsets.
+        bias (bool): learn a bias on the deformable conv. Default True.
+        impl (str): 'auto', 'mmcv' or 'segext'; see :func:`deform_conv2d`.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: IntPair = 3,
+                 stride: IntPair = 1,
+                 padding: IntPair = 1,
+                 dilation: IntPair = 1,
+                 groups: int = 1,
+                 deform_groups: int = 1,
+                 bias: bool = True,
+                 impl: str = 'auto',
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'in_channels {in_channels} and out_channels '
+                             f'{out_channels} must be divisible by groups '
+                             f'{groups}')
+        if in_channels % deform_groups:
+            raise ValueError(f'in_channels {in_channels} must be divisible '
+                             f'by deform_groups {deform_groups}')
+        _check_impl(impl)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.deform_groups = deform_groups
+        self.impl = impl
+        # attributes nn.Conv2d users (and ConvModule) look for
+        self.transposed = False
+        self.output_padding = (0, 0)
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups,
+                        *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter('bias', None)
+        self.conv_offset = nn.Conv2d(
+            in_channels,
+            deform_groups * 2 * self.kernel_size[0] * self.kernel_size[1],
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv2d``'s init for weight and bias; zero offset conv."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+        self.init_offset()
+
+    def init_offset(self) -> None:
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def init_weights(self) -> None:
+        # a parent's init_cfg (e.g. Kaiming on every 'Conv2d') reaches
+        # conv_offset before this runs; the offsets must still start at zero
+        super().init_weights()
+        self.init_offset()
+
+    def forward(self, x: Tensor) -> Tensor:
+        offset = self.conv_offset(x)  # (B, dg*kh*kw*2, Ho, Wo)
+        return deform_conv2d(x, offset, self.weight, self.bias, self.stride,
+                             self.padding, self.dilation, self.groups,
+                             self.deform_groups, impl=self.impl)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}, '
+                f'groups={self.groups}, deform_groups={self.deform_groups}, '
+                f'bias={self.bias is not None}, impl={self.impl!r}')

@@ -1,0 +1,314 @@
+"""UPSNet's deformable semantic head (Xiong et al., CVPR 2019, Sec. 3.1).
+
+One weight-shared sub-network of deformable 3x3 convolutions is applied to each
+FPN level P2-P5; the P3-P5 outputs are upsampled to P2's size, concatenated and
+classified by a 1x1 convolution into the 1/4-scale semantic logits ``X`` over
+ALL classes (things and stuff).  ``X`` and the concatenated feature are what
+the parameter-free panoptic head consumes (Sec. 3.2).
+
+Labels follow mmdet's panoptic order: things ``0..T-1``, stuff ``T..T+S-1``,
+``255`` ignored.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmdet.models.seg_heads.base_semantic_head import BaseSemanticHead
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox2roi, get_box_tensor
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from torch import Tensor
+
+__all__ = [
+    'UPSNetSemanticHead', 'stack_gt_sem_seg', 'resize_labels_nearest',
+    'crop_and_resize_labels'
+]
+
+
+def stack_gt_sem_seg(batch_data_samples: SampleList,
+                     pad_shape: Optional[Tuple[int, int]] = None,
+                     pad_value: int = 255) -> Tensor:
+    """Stack the ``gt_sem_seg`` label maps of a batch into ``(B, H, W)``.
+
+    Each map is padded (bottom/right, with ``pad_value``) to ``pad_shape``, by
+    default the samples' ``batch_input_shape``, so the result is aligned with
+    the padded input batch whether or not the data preprocessor was told to
+    ``pad_seg``.
+    """
+    segs = []
+    for i, sample in enumerate(batch_data_samples):
+        if 'gt_sem_seg' not in sample:
+            raise KeyError(
+                f'data sample {i} has no `gt_sem_seg`; UPSNet needs the '
+                'semantic label map (LoadPanopticAnnotations with_seg=True)')
+        segs.append(sample.gt_sem_seg.sem_seg.squeeze(0).long())
+    if pad_shape is None:
+        pad_shape = batch_data_samples[0].metainfo.get(
+            'batch_input_shape', tuple(max(s) for s in zip(*[
+                seg.shape for seg in segs])))
+    padded = []
+    for seg in segs:
+        dh, dw = pad_shape[0] - seg.shape[0], pad_shape[1] - seg.shape[1]
+        if dh < 0 or dw < 0:
+            raise ValueError(
+                f'gt_sem_seg of shape {tuple(seg.shape)} is larger than the '
+                f'batch input shape {tuple(pad_shape)}')
+        padded.append(F.pad(seg, (0, dw, 0, dh), value=pad_value))
+    return torch.stack(padded)
+
+
+def resize_labels_nearest(labels: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Nearest resize of integer/bool maps ``(..., H, W)`` to ``size``.
+
+    Same sampling as ``F.interpolate(mode='nearest')`` (source index
+    ``floor(i * H / h)``) but by indexing, so it keeps the dtype and never
+    materialises a float copy of the full-resolution maps.
+    """
+    in_h, in_w = labels.shape[-2:]
+    ys = (torch.arange(size[0], device=labels.device) * in_h // size[0])
+    xs = (torch.arange(size[1], device=labels.device) * in_w // size[1])
+    return labels[..., ys[:, None], xs[None, :]]
+
+
+def crop_and_resize_labels(labels: Tensor, rois: Tensor,
+                           out_size: int) -> Tensor:
+    """Crop label maps to RoIs and resize to ``out_size`` (nearest).
+
+    Args:
+        labels (Tensor): ``(B, H, W)`` label maps.
+        rois (Tensor): ``(R, 5)`` as ``(batch_idx, x1, y1, x2, y2)`` in the
+            label maps' pixel frame.
+        out_size (int): side of the square output.
+
+    Returns:
+        Tensor: ``(R, out_size, out_size)``, the label under the centre of
+        each output bin (the points RoIAlign samples).
+    """
+    h, w = labels.shape[-2:]
+    centres = (torch.arange(out_size, device=rois.device) + 0.5) / out_size
+    x1, y1, x2, y2 = rois[:, 1:].unbind(1)
+    xs = x1[:, None] + centres[None] * (x2 - x1)[:, None]  # (R, S)
+    ys = y1[:, None] + centres[None] * (y2 - y1)[:, None]  # (R, S)
+    xs = xs.floor().long().clamp(0, w - 1)
+    ys = ys.floor().long().clamp(0, h - 1)
+    img = rois[:, 0].long()
+    return labels[img[:, None, None], ys[:, :, None], xs[:, None, :]]
+
+
+@MODELS.register_module()
+class UPSNetSemanticHead(BaseSemanticHead):
+    """Deformable-convolution semantic head of UPSNet.
+
+    Sec. 3.1 of the paper: a sub-network of deformable 3x3 convolutions (each
+    followed by ReLU, offsets initialised to zero), shared by P2-P5; its P3-P5
+    outputs are bilinearly upsampled to P2's size and concatenated, and a 1x1
+    convolution gives the semantic logits ``X`` over all classes at 1/4 scale.
+
+    Losses: pixel-wise cross-entropy of ``X`` upsampled x4 against the
+    full-resolution label map (``loss_seg``), and the RoI loss (``loss_roi_seg``)
+    -- the same 1x1 classifier applied to RoIAlign crops of the concatenated
+    feature on the non-crowd GT boxes, against the label map cropped to each
+    box.  ``loss_roi_seg=None`` disables the latter (Cityscapes).
+
+    Args:
+        num_things_classes (int): Number of thing classes. Defaults to 80.
+        num_stuff_classes (int): Number of stuff classes. Defaults to 53.
+        in_channels (int): Channels of the FPN levels. Defaults to 256.
+        feat_channels (Sequence[int]): Output channels of each layer of the
+            shared sub-network, e.g. ``(256, 128, 128)`` for the paper's
+            256->256->128->128 (COCO) or ``(128, 128)`` for Cityscapes.
+        num_levels (int): How many FPN levels, from P2, feed the head.
+            Defaults to 4 (P2-P5).
+        conv_cfg (dict): Convolution of the sub-network. Defaults to
+            ``dict(type='DCNv1')`` (deformable conv v1 with bias and a
+            zero-initialised offset conv); ``None`` gives plain convs.
+        norm_cfg (dict, optional): Norm after each conv, e.g.
+            ``dict(type='GN', num_groups=32)``. The released models use none.
+        act_cfg (dict): Activation after each conv. Defaults to ReLU.
+        roi_extractor (dict): RoI extractor of the RoI loss, run on the single
+            1/4-scale concatenated feature.
+        loss_seg (dict): Semantic loss.
+        loss_roi_seg (dict, optional): RoI semantic loss; ``None`` disables it.
+        init_cfg (dict or list[dict], optional): Initialisation config. The
+            default follows the authors: Kaiming-normal deformable weights,
+            zero biases, N(0, 0.01) classifier; the offset convs stay zero.
+    """
+
+    def __init__(self,
+                 num_things_classes: int = 80,
+                 num_stuff_classes: int = 53,
+                 in_channels: int = 256,
+                 feat_channels: Sequence[int] = (256, 128, 128),
+                 num_levels: int = 4,
+                 conv_cfg: OptConfigType = dict(type='DCNv1'),
+                 norm_cfg: OptConfigType = None,
+                 act_cfg: ConfigType = dict(type='ReLU'),
+                 roi_extractor: ConfigType = dict(
+                     type='SingleRoIExtractor',
+                     roi_layer=dict(
+                         type='RoIAlign', output_size=28, sampling_ratio=0),
+                     out_channels=512,
+                     featmap_strides=[4]),
+                 loss_seg: ConfigType = dict(
+                     type='CrossEntropyLoss',
+                     ignore_index=255,
+                     avg_non_ignore=True,
+                     loss_weight=0.2),
+                 loss_roi_seg: OptConfigType = dict(
+                     type='CrossEntropyLoss',
+                     ignore_index=255,
+                     loss_weight=0.04),
+                 init_cfg: OptMultiConfig = [
+                     dict(
+                         type='Kaiming',
+                         layer='DeformConv2dWithOffset',
+                         mode='fan_in',
+                         nonlinearity='relu',
+                         distribution='normal',
+                         bias=0),
+                     dict(type='Normal', std=0.01,
+                          override=dict(name='conv_logits'))
+                 ]) -> None:
+        super().__init__(
+            num_classes=num_things_classes + num_stuff_classes,
+            seg_rescale_factor=1 / 4,
+            loss_seg=loss_seg,
+            init_cfg=init_cfg)
+        feat_channels = tuple(feat_channels)
+        if len(feat_channels) < 1:
+            raise ValueError('feat_channels must list at least one layer, '
+                             f'got {feat_channels!r}')
+        if not 1 <= num_levels <= 4:
+            raise ValueError(
+                f'num_levels must be in [1, 4] (P2..P5), got {num_levels}')
+        self.num_things_classes = num_things_classes
+        self.num_stuff_classes = num_stuff_classes
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.num_levels = num_levels
+        self.seg_feat_channels = num_levels * feat_channels[-1]
+
+        # The one sub-network shared by every FPN level.
+        layers = []
+        for i, out_channels in enumerate(feat_channels):
+            layers.append(
+                ConvModule(
+                    in_channels if i == 0 else feat_channels[i - 1],
+                    out_channels,
+                    3,
+                    padding=1,
+                    conv_cfg=conv_cfg,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
+        self.subnet = nn.Sequential(*layers)
+        self.conv_logits = nn.Conv2d(self.seg_feat_channels, self.num_classes,
+                                     1)
+
+        if loss_roi_seg is not None:
+            if roi_extractor['out_channels'] != self.seg_feat_channels:
+                raise ValueError(
+                    'roi_extractor.out_channels must equal the concatenated '
+                    f'feature width num_levels * feat_channels[-1] = '
+                    f'{self.seg_feat_channels}, got '
+                    f'{roi_extractor["out_channels"]}')
+            self.roi_extractor = MODELS.build(roi_extractor)
+            self.loss_roi_seg = MODELS.build(loss_roi_seg)
+        else:
+            self.roi_extractor = None
+            self.loss_roi_seg = None
+
+    @property
+    def with_roi_loss(self) -> bool:
+        """bool: whether the RoI semantic loss is computed."""
+        return self.loss_roi_seg is not None
+
+    def forward(self, x: Tuple[Tensor]) -> Dict[str, Tensor]:
+        """Semantic logits ``X`` from FPN levels P2-P5 (Sec. 3.1).
+
+        Args:
+            x (tuple[Tensor]): FPN outputs, ``x[0]`` is P2 at stride 4.
+
+        Returns:
+            dict: ``seg_preds`` -- the logits ``X`` ``(B, T+S, H/4, W/4)``;
+            ``seg_feats`` -- the concatenated feature ``(B, 512, H/4, W/4)``.
+        """
+        if len(x) < self.num_levels:
+            raise ValueError(f'{type(self).__name__} uses {self.num_levels} '
+                             f'FPN levels but got {len(x)}')
+        # shared deformable sub-network on every level: (B, 128, H_l, W_l)
+        level_feats = [self.subnet(x[i]) for i in range(self.num_levels)]
+        # upsample P3..P5 to P2's size and concatenate: (B, 512, H/4, W/4)
+        size = level_feats[0].shape[-2:]
+        seg_feats = torch.cat([level_feats[0]] + [
+            F.interpolate(f, size=size, mode='bilinear', align_corners=False)
+            for f in level_feats[1:]
+        ], dim=1)
+        seg_preds = self.conv_logits(seg_feats)  # X: (B, T+S, H/4, W/4)
+        return dict(seg_preds=seg_preds, seg_feats=seg_feats)
+
+    def loss(self, x: Tuple[Tensor],
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Forward, then :meth:`loss_by_feat`."""
+        return self.loss_by_feat(self(x), batch_data_samples)
+
+    def loss_by_feat(self, seg_outs: Dict[str, Tensor],
+                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Semantic losses given the outputs of :meth:`forward`.
+
+        Args:
+            seg_outs (dict): ``seg_preds`` and ``seg_feats`` of ``forward``.
+            batch_data_samples (list[DetDataSample]): with ``gt_sem_seg`` at
+                input resolution and ``gt_instances`` (non-crowd things).
+
+        Returns:
+            dict: ``loss_seg`` and, when enabled, ``loss_roi_seg``.
+        """
+        seg_preds, seg_feats = seg_outs['seg_preds'], seg_outs['seg_feats']
+        gt_segs = stack_gt_sem_seg(batch_data_samples)  # (B, H, W)
+
+        # L_sem: X upsampled x4 against the full-resolution label map
+        seg_logits = F.interpolate(
+            seg_preds,
+            size=gt_segs.shape[-2:],
+            mode='bilinear',
+            align_corners=False)
+        losses = dict(loss_seg=self.loss_seg(seg_logits, gt_segs))
+
+        if self.with_roi_loss:
+            losses['loss_roi_seg'] = self._roi_loss(seg_feats, gt_segs,
+                                                    batch_data_samples)
+        return losses
+
+    def _roi_loss(self, seg_feats: Tensor, gt_segs: Tensor,
+                  batch_data_samples: SampleList) -> Tensor:
+        """L_sem_roi: the 1x1 classifier on 28x28 RoIAlign crops of the
+        concatenated feature on the GT boxes, against the cropped label map."""
+        rois = bbox2roi([
+            get_box_tensor(sample.gt_instances.bboxes)
+            for sample in batch_data_samples
+        ]).to(seg_feats.device)  # (R, 5)
+        if rois.shape[0] == 0:
+            # no things in the batch: a zero that keeps the graph connected
+            return seg_feats.sum() * 0 + self.conv_logits.weight.sum() * 0
+        roi_feats = self.roi_extractor([seg_feats], rois)  # (R, 512, 28, 28)
+        roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
+        roi_targets = crop_and_resize_labels(gt_segs, rois,
+                                             roi_logits.shape[-1])
+        return self.loss_roi_seg(roi_logits, roi_targets)
+
+    def predict(self,
+                x: Tuple[Tensor],
+                batch_img_metas: List[dict],
+                rescale: bool = False) -> List[Tensor]:
+        """Per-image semantic logits ``(T+S, H, W)``: at the original image
+        size when ``rescale``, else cropped to the (unpadded) input size."""
+        seg_preds = super().predict(x, batch_img_metas, rescale)
+        if not rescale:
+            seg_preds = [
+                seg[:, :meta['img_shape'][0], :meta['img_shape'][1]]
+                for seg, meta in zip(seg_preds, batch_img_metas)
+            ]
+        return seg_preds

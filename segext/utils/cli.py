@@ -1,0 +1,40 @@
+"""Process-level helpers for the command-line tools."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+from .config import UserInputError
+
+__all__ = ['user_errors_to_exit', 'build_runner']
+
+#: Exceptions that, while a config is turned into a runner or a dataset is
+#: opened, mean "the input is wrong" rather than "segext has a bug".
+_INPUT_ERRORS = (UserInputError, FileNotFoundError, KeyError, TypeError,
+                 ValueError)
+
+
+@contextmanager
+def user_errors_to_exit(tool: str, stage: str, only=_INPUT_ERRORS):
+    """Print ``tool: error: <stage>: <message>`` and exit 2 instead of a deep
+    traceback.  ``SEGEXT_DEBUG=1`` re-raises for the full traceback."""
+    try:
+        yield
+    except only as err:
+        if os.environ.get('SEGEXT_DEBUG'):
+            raise
+        msg = err.args[0] if (isinstance(err, KeyError) and err.args) else err
+        print(f'{tool}: error: {stage}: {msg}\n'
+              f'(set SEGEXT_DEBUG=1 for the full traceback)', file=sys.stderr)
+        sys.exit(2)
+
+
+def build_runner(cfg):
+    """``RUNNERS.build`` when the config names a ``runner_type``, else
+    ``Runner.from_cfg`` -- exactly the upstream tools' choice."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,175 @@
+"""UPSNetSemanticHead: shapes, weight sharing, zero-initialised offsets,
+losses at full resolution, the RoI loss, and config errors."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import HorizontalBoxes
+from mmengine.structures import InstanceData, PixelData
+
+from segext.models.layers import DeformConv2dWithOffset
+from segext.models.seg_heads.upsnet_semantic_head import (
+    crop_and_resize_labels, stack_gt_sem_seg)
+
+T, S = 3, 2
+C = 16  # FPN width of the tiny head
+
+
+def build_head(**kwargs):
+    cfg = dict(
+        type='UPSNetSemanticHead',
+        num_things_classes=T,
+        num_stuff_classes=S,
+        in_channels=C,
+        feat_channels=(16, 8, 8),
+        roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=28, sampling_ratio=0),
+            out_channels=32,
+            featmap_strides=[4]))
+    cfg.update(kwargs)
+    head = MODELS.build(cfg)
+    head.init_weights()
+    return head
+
+
+def fpn_feats(batch=2, h=64, w=96):
+    """P2..P6 of an (h, w) input."""
+    torch.manual_seed(0)
+    return tuple(
+        torch.randn(batch, C, h // 2**(i + 2), w // 2**(i + 2),
+                    requires_grad=True) for i in range(5))
+
+
+def data_samples(h=64, w=96, boxes=((8., 8., 40., 40.), ), batch=2):
+    samples = []
+    for b in range(batch):
+        sem = torch.full((1, h, w), T + b % S, dtype=torch.uint8)
+        sem[:, 8:40, 8:40] = 1
+        sem[:, :, :3] = 255
+        sample = DetDataSample(metainfo=dict(batch_input_shape=(h, w)))
+        sample.gt_sem_seg = PixelData(sem_seg=sem)
+        bxs = torch.tensor(boxes if b == 0 else [], dtype=torch.float32)
+        sample.gt_instances = InstanceData(
+            bboxes=HorizontalBoxes(bxs.reshape(-1, 4)),
+            labels=torch.ones(len(bxs), dtype=torch.long))
+        samples.append(sample)
+    return samples
+
+
+def test_forward_shapes():
+    head = build_head()
+    out = head(fpn_feats())
+    assert out['seg_preds'].shape == (2, T + S, 16, 24)  # X at 1/4 scale
+    assert out['seg_feats'].shape == (2, 4 * 8, 16, 24)  # 4 levels concat
+
+
+def test_one_shared_deformable_subnet():
+    head = build_head()
+    dcns = [m for m in head.modules() if isinstance(m, DeformConv2dWithOffset)]
+    assert len(dcns) == 3  # 3 layers, shared by P2..P5 (not 4 x 3)
+    assert [m.out_channels for m in dcns] == [16, 8, 8]
+    assert all(m.bias is not None for m in dcns)
+    relus = [m for m in head.subnet.modules() if isinstance(m, torch.nn.ReLU)]
+    assert len(relus) == 3
+    cityscapes = build_head(feat_channels=(8, 8), loss_roi_seg=None)
+    assert len([
+        m for m in cityscapes.modules()
+        if isinstance(m, DeformConv2dWithOffset)
+    ]) == 2
+
+
+def test_offsets_start_at_zero_so_dcn_starts_as_a_conv():
+    head = build_head()
+    for m in head.modules():
+        if isinstance(m, DeformConv2dWithOffset):
+            assert torch.all(m.conv_offset.weight == 0)
+            assert torch.all(m.conv_offset.bias == 0)
+    dcn = head.subnet[0].conv
+    x = torch.randn(1, C, 12, 10)
+    torch.testing.assert_close(
+        dcn(x), F.conv2d(x, dcn.weight, dcn.bias, padding=1),
+        atol=1e-4, rtol=1e-4)
+    # the authors' init: zero DCN bias, N(0, 0.01) classifier
+    assert torch.all(dcn.bias == 0)
+    assert head.conv_logits.weight.std() < 0.02
+
+
+def test_losses_and_gradients():
+    head = build_head()
+    feats = fpn_feats()
+    losses = head.loss(feats, data_samples())
+    assert set(losses) == {'loss_seg', 'loss_roi_seg'}
+    total = losses['loss_seg'] + losses['loss_roi_seg']
+    assert torch.isfinite(total)
+    total.backward()
+    for name, param in head.named_parameters():
+        assert param.grad is not None, name
+    # offsets are zero but they do learn
+    assert head.subnet[0].conv.conv_offset.weight.grad.abs().sum() > 0
+    assert head.conv_logits.weight.grad.abs().sum() > 0
+    for level in feats[:4]:
+        assert level.grad.abs().sum() > 0
+    assert feats[4].grad is None  # P6 unused
+
+
+def test_semantic_loss_is_computed_at_full_resolution():
+    head = build_head(loss_roi_seg=None)
+    feats = fpn_feats()
+    samples = data_samples()
+    loss = head.loss(feats, samples)['loss_seg']
+    logits = F.interpolate(
+        head(feats)['seg_preds'], size=(64, 96), mode='bilinear',
+        align_corners=False)
+    gt = torch.stack([s.gt_sem_seg.sem_seg[0] for s in samples]).long()
+    expected = 0.2 * F.cross_entropy(logits, gt, ignore_index=255)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_roi_loss_can_be_disabled_and_survives_no_boxes():
+    head = build_head(loss_roi_seg=None)
+    assert not head.with_roi_loss and head.roi_extractor is None
+    assert set(head.loss(fpn_feats(), data_samples())) == {'loss_seg'}
+    head = build_head()
+    losses = head.loss(fpn_feats(), data_samples(boxes=()))
+    assert losses['loss_roi_seg'] == 0
+    losses['loss_roi_seg'].backward()  # still connected to the graph
+
+
+def test_crop_and_resize_labels_nearest():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, :, 4:] = 1
+    labels[0, 6:, :] = 2
+    rois = torch.tensor([[0., 2., 0., 6., 8.]])  # x 2..6, y 0..8
+    out = crop_and_resize_labels(labels, rois, 4)
+    expected = torch.tensor([[0, 0, 1, 1]] * 3 + [[2, 2, 2, 2]])
+    assert torch.equal(out[0], expected)
+
+
+def test_stack_gt_sem_seg_pads_with_ignore():
+    samples = data_samples(batch=1)
+    samples[0].set_metainfo(dict(batch_input_shape=(64, 128)))
+    stacked = stack_gt_sem_seg(samples)
+    assert stacked.shape == (1, 64, 128)
+    assert torch.all(stacked[:, :, 96:] == 255)
+
+
+def test_group_norm_option():
+    head = build_head(norm_cfg=dict(type='GN', num_groups=4))
+    assert isinstance(head.subnet[0].norm, torch.nn.GroupNorm)
+    assert head.subnet[0].conv.bias is None  # bias='auto' with a norm
+    assert head(fpn_feats())['seg_preds'].shape == (2, T + S, 16, 24)
+
+
+def test_bad_configs_name_the_culprit():
+    with pytest.raises(ValueError, match='out_channels'):
+        build_head(roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', output_size=28),
+            out_channels=512,
+            featmap_strides=[4]))
+    with pytest.raises(ValueError, match='num_levels'):
+        build_head(num_levels=5)
+    with pytest.raises(ValueError, match='FPN levels'):
+        build_head()(fpn_feats()[:3])

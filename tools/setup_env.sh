@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Create/refresh segext's virtual environment: torch FIRST (pinned), mmcv 2.1.0
+# with compiled ops (a wheel from PIP_FIND_LINKS when one fits, else built from
+# source), then the pinned OpenMMLab stack and segext itself (editable).
+#
+# Idempotent: a second run with unchanged requirements checks imports and exits
+# in seconds.  Knobs (environment):
+#   SEGEXT_VENV=.venv            where the environment lives
+#   PYTHON=python3               interpreter used to create it
+#   SEGEXT_TORCH=torch==2.13.0   torch requirement when torch is NOT installed;
+#                                an existing torch (e.g. your CUDA build) is kept
+#   PIP_FIND_LINKS=DIR           pip's own knob: a folder with a prebuilt mmcv
+#   MAX_JOBS=2                   parallel compile jobs for the mmcv source build
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SEGEXT_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+SEGEXT_TORCH="${SEGEXT_TORCH:-torch==2.13.0}"
+MMCV_VERSION=2.1.0
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+stamp_inputs() {
+  cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/setup_env.sh"
+  echo "$SEGEXT_TORCH"
+}
+WANT="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
+STAMP="$VENV/.segext-setup-stamp"
+VPY="$VENV/bin/python"
+
+stack_imports() {
+  "$VPY" - <<'PY' >/dev/null 2>&1
+import torch, mmengine, mmdet, mmseg, panopticapi, segext  # noqa
+import mmcv
+from mmcv.ops import RoIAlign, DeformConv2d  # noqa  (compiled ops present)
+import mmcv._ext  # noqa
+assert mmcv.__version__ == '2.1.0', mmcv.__version__
+PY
+}
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && stack_imports; then
+  log "environment $VENV is up to date"
+  exit 0
+fi
+
+if [ ! -x "$VPY" ]; then
+  log "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VPY" -m pip --disable-pip-version-check)
+export PIP_NO_INPUT=1
+
+# 1. torch first: anything that requires an unpinned torch would otherwise pull
+#    the registry's newest (CUDA) build.  A torch that is already there is kept.
+if "$VPY" -c 'import torch' >/dev/null 2>&1; then
+  log "keeping installed torch $("$VPY" -c 'import torch;print(torch.__version__, "cuda" if torch.version.cuda else "cpu")')"
+else
+  log "installing $SEGEXT_TORCH"
+  "${PIP[@]}" install -q "$SEGEXT_TORCH"
+fi
+
+# 2. build/run-time tooling: torch 2.13 needs setuptools >= 77; mmcv's setup.py
+#    and mmengine's mmdet::/mmseg:: base lookup import pkg_resources (< 81).
+"${PIP[@]}" install -q "setuptools>=77,<81" wheel "numpy<2"
+
+# 3. mmcv 2.1.0 with ops.  mmdet 3.3.0 / mmseg 1.2.2 refuse mmcv >= 2.2, and
+#    PyPI has no mmcv 2.1.0 wheel for this torch: use one from PIP_FIND_LINKS if
+#    it imports with its compiled ops, else build from source.
+mmcv_ok() {
+  "$VPY" -c 'import mmcv, mmcv._ext; assert mmcv.__version__ == "2.1.0"' >/dev/null 2>&1
+}
+if mmcv_ok; then
+  log "mmcv $MMCV_VERSION with ops already installed"
+else
+  if "${PIP[@]}" install -q --only-binary=mmcv --no-deps "mmcv==$MMCV_VERSION" >/dev/null 2>&1 && mmcv_ok; then
+    log "installed mmcv $MMCV_VERSION from a prebuilt wheel (PIP_FIND_LINKS=${PIP_FIND_LINKS:-unset})"
+  else
+    log "no usable mmcv $MMCV_VERSION wheel: building from source with ops (about 13 min on 2 cores)"
+    "${PIP[@]}" uninstall -q -y mmcv >/dev/null 2>&1 || true
+    "${PIP[@]}" install -q ninja psutil
+    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "${PIP[@]}" install --no-build-isolation --no-binary=mmcv --no-deps \
+      "mmcv==$MMCV_VERSION"
+    mmcv_ok || { log "ERROR: mmcv $MMCV_VERSION built but its ops do not import"; exit 1; }
+  fi
+fi
+
+# 4. the pinned stack and what mmseg/panopticapi need at import.
+log "installing the pinned OpenMMLab stack"
+"${PIP[@]}" install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+# openmim without its `opendatalab` dependency (it pulls openxlab, which pins
+# setuptools 60 and numpy 2): see requirements/mim.txt.
+"${PIP[@]}" install -q -r "$ROOT/requirements/mim.txt" "numpy<2"
+"${PIP[@]}" install -q --no-deps openmim==0.3.9
+
+# 5. segext itself, editable (also links tools/ and configs/ into segext/.mim).
+"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+
+if ! stack_imports; then
+  log "ERROR: the environment does not import cleanly:"
+  "$VPY" -c 'import torch, mmengine, mmcv, mmcv._ext, mmdet, mmseg, panopticapi, segext'
+  exit 1
+fi
+echo "$WANT" > "$STAMP"
+log "ready: $("$VPY" -c 'import torch, mmcv, mmdet, mmseg; print("torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmseg", mmseg.__version__)')"
