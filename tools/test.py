@@ -67,9 +67,12 @@ def enable_visualization(cfg, args, scope):
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         if scope == 'mmdet':
-            hook['test_out_dir'] = args.show_dir
+            hook['test_out_dir'] = args.show_dir  # work_dir/<timestamp>/DIR
         else:
-            cfg.visualizer['save_dir'] = args.show_dir
+            # mmseg's hook draws every `interval`-th image (default 50) into
+            # the visualizer's save_dir: paint them all, under the work dir.
+            hook['interval'] = 1
+            cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, args.show_dir)
     return cfg
 
 
@@ -104,7 +107,8 @@ def prepare_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    with user_errors_to_exit('test', args.config):
+    with user_errors_to_exit('test', args.config,
+                             cfg_options=args.cfg_options):
         cfg, scope = prepare_cfg(args)
         if scope == 'mmdet':
             from mmdet.utils import setup_cache_size_limit_of_dynamo

@@ -81,7 +81,8 @@ def prepare_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    with user_errors_to_exit('train', args.config):
+    with user_errors_to_exit('train', args.config,
+                             cfg_options=args.cfg_options):
         cfg, scope = prepare_cfg(args)
         if scope == 'mmdet':
             from mmdet.utils import setup_cache_size_limit_of_dynamo

@@ -2,11 +2,12 @@
 # `segment.py train -s 840 --arch drn_d_105 --random-scale 2
 # --random-rotate 10 --batch-size 16 --epochs 500 --lr 0.01 --momentum 0.9
 # --lr-mode poly --bn-sync`, "8 GPUs for 16 crops per batch"): rotate by a
-# random integer angle in [-10, 10], rescale by [0.5, 2], crop 840x840, flip;
+# random angle in [-10, 10], rescale by [0.5, 2], crop 840x840, flip;
 # synchronized BN over 16 crops; poly lr (power 0.9, set per epoch) over 500
 # epochs.  Paper/README: 75.6 mIoU on Cityscapes val.
-# Difference: the authors pad rotated images by reflection, mmseg's
-# RandomRotate pads with a constant (labels are padded with 255 by both).
+# Differences: the authors draw integer angles and pad rotated images by
+# reflection, mmseg's RandomRotate draws real angles and pads with 0; crops
+# of images scaled below 840 are padded with 0 (labels 255 in both).
 #   python tools/model_converters/drn2segext.py drn_d_105-12b40979.pth \
 #       checkpoints/drn-d-105_imagenet.pth
 _base_ = './drn-d-22_4xb8-250e_cityscapes-896x896.py'

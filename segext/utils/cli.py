@@ -16,16 +16,25 @@ _INPUT_ERRORS = (UserInputError, FileNotFoundError, KeyError, TypeError,
 
 
 @contextmanager
-def user_errors_to_exit(tool: str, stage: str, only=_INPUT_ERRORS):
+def user_errors_to_exit(tool: str, stage: str, only=_INPUT_ERRORS,
+                        cfg_options=None):
     """Print ``tool: error: <stage>: <message>`` and exit 2 instead of a deep
-    traceback.  ``SEGEXT_DEBUG=1`` re-raises for the full traceback."""
+    traceback.  ``SEGEXT_DEBUG=1`` re-raises for the full traceback.
+
+    ``cfg_options`` (the parsed ``--cfg-options``) are repeated in the message:
+    a wrong override is the usual culprit when a module refuses its args."""
     try:
         yield
     except only as err:
         if os.environ.get('SEGEXT_DEBUG'):
             raise
-        msg = err.args[0] if (isinstance(err, KeyError) and err.args) else err
-        print(f'{tool}: error: {stage}: {msg}\n'
+        msg = str(err.args[0] if (isinstance(err, KeyError) and err.args)
+                  else err)
+        where = '' if stage in msg else f'{stage}: '
+        if cfg_options:
+            given = ' '.join(f'{k}={v!r}' for k, v in cfg_options.items())
+            msg += f'\n(with --cfg-options {given})'
+        print(f'{tool}: error: {where}{msg}\n'
               f'(set SEGEXT_DEBUG=1 for the full traceback)', file=sys.stderr)
         sys.exit(2)
 

@@ -47,15 +47,21 @@ if [ -n "$missing" ]; then
         chmod 755 /usr/sbin/policy-rc.d
         own_policy=1
     fi
+    apt_log=$(mktemp /tmp/segext-slurm-apt.XXXXXX.log)
     rc=0
     {
         timeout "$APT_TIMEOUT" apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive timeout "$APT_TIMEOUT" \
             apt-get install -y -qq --no-install-recommends \
             slurmctld slurmd slurm-client munge
-    } >&2 || rc=$?
-    [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-    [ "$rc" = 0 ] || die "apt-get failed (exit $rc)"
+    } > "$apt_log" 2>&1 || rc=$?
+    if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ "$rc" != 0 ]; then
+        tail -n 30 "$apt_log" >&2
+        die "apt-get failed (exit $rc; log: $apt_log)"
+    fi
+    rm -f "$apt_log"
+    echo "start_local_cluster: installed slurmctld slurmd slurm-client munge" >&2
 fi
 
 # ---------------------------------------------------------------- config
@@ -87,7 +93,7 @@ chmod 400 "$DIR/munge/munge.key"
 cat > "$DIR/slurm.conf" <<CONF
 # Written by tests/slurm/start_local_cluster.sh — single node, root-run.
 ClusterName=segext
-SlurmctldHost=$NODE
+SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 SlurmUser=root
@@ -119,7 +125,7 @@ KillWait=5
 MinJobAge=600
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=$NODE CPUs=$NODE_CPUS State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NODE_CPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
 

@@ -219,9 +219,9 @@ def test_coco_loads_in_mmseg_base_seg_dataset(coco, repo_root):
         train = DATASETS.build(cfg.train_dataloader.dataset)
         assert len(train) == NUM_TRAIN and len(val) == NUM_VAL
         assert val.metainfo['classes'] == SYNTHETIC_METAINFO['classes']
-        sample = train[0]  # resized around 256x192, cropped to <= that
+        sample = train[0]  # randomly resized around 256x192, cropped to it
         h, w = sample['inputs'].shape[-2:]
-        assert 144 <= h <= 192 and 192 <= w <= 256
+        assert h <= 192 and w <= 256 and (h, w) != SIZE
         assert sample['data_samples'].gt_sem_seg.data.shape[-2:] == (h, w)
         for i, rec in enumerate(info['splits']['val']['images']):
             gt = val[i]['data_samples'].gt_sem_seg.data[0].numpy()

@@ -63,7 +63,8 @@ def panoptic_opts(data_root, iters=2):
 
 
 def last_json_record(work_dir, key_prefix):
-    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.json')),
+    for path in sorted(glob.glob(osp.join(work_dir, '**', '*.json'),
+                                 recursive=True),
                        key=osp.getmtime, reverse=True):
         with open(path) as f:
             for line in reversed(f.read().splitlines()):
@@ -84,7 +85,7 @@ def test_mmseg_train_then_test(tmp_path, data_root):
               '--work-dir', work, '--show-dir', 'vis', '--out', out_dir] +
              seg_opts(data_root))
     # painted overlays and raw predictions for both val images
-    assert len(glob.glob(osp.join(work, '*', 'vis', '**', '*.png'),
+    assert len(glob.glob(osp.join(work, 'vis', '**', '*.png'),
                          recursive=True)) == 2
     assert len(glob.glob(osp.join(out_dir, '*.png'))) == 2
 

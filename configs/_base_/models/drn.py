@@ -28,8 +28,12 @@ model = dict(
         in_index=-1,
         num_classes=19,
         align_corners=False,
+        # mean over the labelled pixels, as the authors' NLLLoss(ignore 255)
         loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            avg_non_ignore=True)),
     # model training and testing settings
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

@@ -1,4 +1,5 @@
 """``generate()``: render scenes and write them in one dataset layout."""
+import numbers
 import os
 import os.path as osp
 import shutil
@@ -17,21 +18,23 @@ LAYOUTS: Dict[str, Type[Layout]] = {
 MIN_SIZE, MAX_SIZE = 32, 4096
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_args(layout, num_train, num_val, size, seed):
     if layout not in LAYOUTS:
         raise ValueError(f'unknown layout {layout!r}; expected one of '
                          f'{sorted(LAYOUTS)}')
     for key, value in (('num_train', num_train), ('num_val', num_val)):
-        if not isinstance(value, int) or isinstance(value, bool) or \
-                not 1 <= value <= MAX_IMAGES_PER_SPLIT:
+        if not _is_int(value) or not 1 <= value <= MAX_IMAGES_PER_SPLIT:
             raise ValueError(f'{key} must be an int in [1, '
                              f'{MAX_IMAGES_PER_SPLIT}], got {value!r}')
     if not (isinstance(size, Sequence) and len(size) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and
-            MIN_SIZE <= v <= MAX_SIZE for v in size)):
+            _is_int(v) and MIN_SIZE <= v <= MAX_SIZE for v in size)):
         raise ValueError(f'size must be (H, W) with ints in [{MIN_SIZE}, '
                          f'{MAX_SIZE}], got {size!r}')
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not _is_int(seed) or seed < 0:
         raise ValueError(f'seed must be a non-negative int, got {seed!r}')
 
 
@@ -122,6 +125,7 @@ def generate(out_dir: str,
                 s['cls'] in THING_NAMES for s in r['segments'])),
             images=records)
     writer.finish()
-    return dict(layout=layout, out_dir=out_dir, size=tuple(size), seed=seed,
+    return dict(layout=layout, out_dir=out_dir,
+                size=tuple(int(v) for v in size), seed=int(seed),
                 splits=splits)
 

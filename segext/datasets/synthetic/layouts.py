@@ -24,7 +24,7 @@ from .scene import Scene
 # Image ids of a split start at offset + 1 (unique across splits, and a
 # split's ids do not depend on the size of the other split).
 _COCO_ID_OFFSET = {'train': 0, 'val': 1_000_000}
-MAX_IMAGES_PER_SPLIT = 999_999
+MAX_IMAGES_PER_SPLIT = 500_000  # keeps every layout's names unique
 
 
 class Layout:

@@ -164,28 +164,16 @@ class _Geometry:
         return max(1, min(self.out_pixels, chunk_bytes // per_pixel))
 
     def chunks(self, chunk_bytes: int, itemsize: int):
-        """Yield (image, first, last) output-pixel ranges of one image."""
+        """Yield (image, first, last) output-pixel ranges within one image."""
         step = self.chunk_pixels(chunk_bytes, itemsize)
         for n in range(self.batch):
             for p0 in range(0, self.out_pixels, step):
                 yield n, p0, min(p0 + step, self.out_pixels)
 
-    def sampling_tables(self, offset: Tensor):
-        """Bilinear neighbours and weights of every sample (eq. (2)).
+    def offset_rows(self, offset: Tensor) -> Tensor:
+        """(B, dg*K*2, Ho, Wo) -> (B, Ho*Wo, dg, K, 2) view, (dy, dx) last.
 
-        Args:
-            offset (Tensor): (B, dg*K*2, Ho, Wo), per deformable group and
-                tap (row-major) the pair (dy, dx) — mmcv's layout.
-
-        Returns:
-            index (B, Ho*Wo, dg, K, 4) int64: rows of the channels-last input
-                (row 0 is all zero; 1 + b*H*W + y*W + x is pixel (b, y, x)) of
-                the neighbours (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1);
-                0 for a neighbour outside the map and for all 4 neighbours of
-                a sample outside (-1, H) × (-1, W), as in mmcv's kernel.
-            weight (B, Ho*Wo, dg, K, 4): their bilinear weights, zero where
-                the index is 0.
-            frac (B, Ho*Wo, dg, K, 2): (y - y0, x - x0), for the backward.
+        mmcv's layout: per deformable group, per tap (row-major), (dy, dx).
         """
         expected = (self.batch, self.deform_groups * self.taps * 2,
                     self.out_h, self.out_w)
@@ -193,44 +181,58 @@ class _Geometry:
             raise ValueError(f'offset must have shape {expected} (B, '
                              f'deform_groups*kh*kw*2, Ho, Wo), got '
                              f'{tuple(offset.shape)}')
-        dtype = offset.dtype
+        return offset.view(self.batch, self.deform_groups, self.taps, 2,
+                           self.out_pixels).permute(0, 4, 1, 2, 3)
+
+    def regular_grid(self, dtype: torch.dtype) -> Tensor:
+        """(Ho*Wo, 1, K, 2): p0 + p_k of eq. (1), (y, x) per output pixel."""
         kh, kw = self.kernel
-        # (B, dg*K*2, Ho, Wo) -> (B, Ho, Wo, dg, K, 2)
-        off = offset.view(self.batch, self.deform_groups, self.taps, 2,
-                          self.out_h, self.out_w).permute(0, 4, 5, 1, 2, 3)
-        # regular grid: window corner + tap, (Ho, 1, 1, K) and (Wo, 1, K)
         tap_y = torch.arange(kh).repeat_interleave(kw) * self.dilation[0]
         tap_x = torch.arange(kw).repeat(kh) * self.dilation[1]
-        grid_y = torch.arange(self.out_h)[:, None] * self.stride[0] + tap_y
-        grid_x = torch.arange(self.out_w)[:, None] * self.stride[1] + tap_x
-        grid_y = (grid_y - self.padding[0]).to(dtype)[:, None, None]
-        grid_x = (grid_x - self.padding[1]).to(dtype)[:, None]
-        y = off[..., 0] + grid_y  # (B, Ho, Wo, dg, K)
-        x = off[..., 1] + grid_x
-        inside = (y > -1) & (y < self.height) & (x > -1) & (x < self.width)
-        # samples outside read nothing; make their coordinates harmless
-        y = y.masked_fill_(~inside, 0)
-        x = x.masked_fill_(~inside, 0)
-        y0, x0 = y.floor(), x.floor()
-        frac = torch.stack([y - y0, x - x0], -1)  # (..., 2)
-        y0, x0 = y0.long(), x0.long()
-        two = torch.arange(2)
-        ys = y0[..., None] + two  # (..., 2) rows y0, y0 + 1
-        xs = x0[..., None] + two  # (..., 2) cols x0, x0 + 1
-        row_ok = (ys >= 0) & (ys < self.height) & inside[..., None]
-        col_ok = (xs >= 0) & (xs < self.width)
-        valid = (row_ok[..., :, None] & col_ok[..., None, :]).flatten(-2)
-        first = torch.arange(self.batch).view(-1, 1, 1, 1, 1, 1) * (
-            self.height * self.width) + 1
-        index = (ys * self.width + first)[..., :, None] + xs[..., None, :]
-        index = index.flatten(-2).mul_(valid)  # (..., 4)
-        # bilinear weights (1-ly, ly) ⊗ (1-lx, lx), zero where invalid
-        wy = torch.stack([1 - frac[..., 0], frac[..., 0]], -1)
-        wx = torch.stack([1 - frac[..., 1], frac[..., 1]], -1)
-        weight = (wy[..., :, None] * wx[..., None, :]).flatten(-2) * valid
-        shape = (self.batch, self.out_pixels, self.deform_groups, self.taps)
-        return (index.view(*shape, 4), weight.view(*shape, 4),
-                frac.view(*shape, 2))
+        ys = torch.arange(self.out_h) * self.stride[0] - self.padding[0]
+        xs = torch.arange(self.out_w) * self.stride[1] - self.padding[1]
+        grid_y = (ys[:, None, None] + tap_y).expand(-1, self.out_w, -1)
+        grid_x = (xs[:, None] + tap_x).expand(self.out_h, -1, -1)
+        return torch.stack([grid_y, grid_x], -1).to(dtype).view(
+            self.out_pixels, 1, self.taps, 2)
+
+    def bilinear(self, offset_rows: Tensor, grid: Tensor, n: int, p0: int,
+                 p1: int):
+        """Neighbours and bilinear weights of the samples of one chunk.
+
+        Eq. (2) with mmcv's boundary convention: a sample at (y, x) outside
+        (-1, H) × (-1, W) is zero, otherwise each of its neighbours (y0, x0),
+        (y0, x0+1), (y0+1, x0), (y0+1, x0+1) outside the map counts as zero.
+
+        Returns:
+            index (L, dg, K, 4): rows of the channels-last input (row 0 is
+                all zero, pixel (n, y, x) is row 1 + n*H*W + y*W + x); 0 for
+                neighbours that count as zero.
+            weight (L, dg, K, 4): bilinear weights, 0 where index is 0.
+            frac (L, dg, K, 2): (y - y0, x - x0), for the offset gradient.
+        """
+        pos = offset_rows[n, p0:p1] + grid[p0:p1]  # (L, dg, K, 2) = (y, x)
+        size = pos.new_tensor([self.height, self.width])
+        inside = ((pos > -1) & (pos < size)).all(-1)  # (L, dg, K)
+        # samples outside read nothing; keep their coordinates harmless
+        pos = torch.where(inside[..., None], pos, pos.new_zeros(()))
+        low = pos.floor()
+        frac = pos - low
+        low = low.long()
+        # per coordinate: is the low / high neighbour inside the map?
+        ok = torch.stack([low >= 0, low < size.long() - 1], -1)
+        ok[..., 0, :] &= inside[..., None]  # (L, dg, K, 2 (y, x), 2)
+        valid = (ok[..., 0, :, None] & ok[..., 1, None, :]).flatten(-2)
+        # bilinear weights (1-ly, ly) ⊗ (1-lx, lx)
+        taps = torch.stack([1 - frac, frac], -1)  # (L, dg, K, 2, 2)
+        weight = (taps[..., 0, :, None] * taps[..., 1, None, :]).flatten(-2)
+        weight *= valid
+        first = 1 + n * self.height * self.width
+        corner = low[..., 0] * self.width + low[..., 1] + first
+        index = corner[..., None] + torch.tensor(
+            [0, 1, self.width, self.width + 1])
+        index *= valid
+        return index, weight, frac
 
 
 def _channels_last_rows(input: Tensor, geo: _Geometry) -> List[Tensor]:
@@ -272,20 +274,21 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 groups: int, deform_groups: int, chunk_bytes: int) -> Tensor:
         geo = _Geometry(input, weight, stride, padding, dilation, groups,
                         deform_groups)
-        # (B, Ho*Wo, dg, K, 4), (B, Ho*Wo, dg, K, 4), (B, Ho*Wo, dg, K, 2)
-        index, bilinear, frac = geo.sampling_tables(offset)
+        offset_rows = geo.offset_rows(offset)  # (B, Ho*Wo, dg, K, 2)
+        grid = geo.regular_grid(input.dtype)  # (Ho*Wo, 1, K, 2)
         rows = _channels_last_rows(input, geo)  # [(1 + B*H*W, Cp)]
         weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
         out = input.new_empty(geo.batch, geo.out_channels, geo.out_h,
                               geo.out_w)
         out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
         for n, p0, p1 in geo.chunks(chunk_bytes, input.element_size()):
+            index, bilinear, _ = geo.bilinear(offset_rows, grid, n, p0, p1)
             written = set()
             for (c0, c1, g, d), x_rows, w_piece in zip(geo.pieces, rows,
                                                        weights):
-                # (L*K, Cp) samples -> (L, K*Cp) columns
-                cols = _sample(index[n, p0:p1, d].reshape(-1, 4),
-                               bilinear[n, p0:p1, d].reshape(-1, 4), x_rows)
+                # (L*K, Cp) samples = (L, K*Cp) columns
+                cols = _sample(index[:, d].reshape(-1, 4),
+                               bilinear[:, d].reshape(-1, 4), x_rows)
                 cols = cols.view(p1 - p0, -1)
                 o0 = g * geo.out_per_group
                 dst = out_rows[n, o0:o0 + geo.out_per_group, p0:p1]
@@ -301,45 +304,50 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         ctx.geo = geo
         ctx.chunk_bytes = chunk_bytes
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(weight, index, bilinear, frac, *rows)
+        ctx.save_for_backward(offset, weight, *rows)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
         geo = ctx.geo
-        weight, index, bilinear, frac, *rows = ctx.saved_tensors
+        offset, weight, *rows = ctx.saved_tensors
         need_input, need_offset, need_weight, need_bias = \
             ctx.needs_input_grad[:4]
+        need_samples = need_input or need_offset
+        offset_rows = geo.offset_rows(offset)
+        grid = geo.regular_grid(grad_output.dtype)
         weights = _weight_pieces(weight, geo)
         grad_output = grad_output.contiguous()
-        grad_rows = grad_out_rows = grad_out = None
+        grad_out = grad_output.view(geo.batch, geo.out_channels,
+                                    geo.out_pixels)
         grad_rows = [torch.zeros_like(r) for r in rows] if need_input else None
         grad_weights = [torch.zeros_like(w) for w in weights] \
             if need_weight else None
-        grad_bilinear = torch.zeros_like(bilinear) if need_offset else None
-        grad_out = grad_output.view(geo.batch, geo.out_channels,
-                                    geo.out_pixels)
+        grad_offset = torch.empty_like(offset) if need_offset else None
         for n, p0, p1 in geo.chunks(ctx.chunk_bytes,
                                     grad_output.element_size()):
             length = p1 - p0
+            index, bilinear, frac = geo.bilinear(offset_rows, grid, n, p0, p1)
+            grad_bilinear = torch.zeros_like(bilinear) if need_offset \
+                else None
             for i, ((c0, c1, g, d), x_rows, w_piece) in enumerate(
                     zip(geo.pieces, rows, weights)):
                 o0 = g * geo.out_per_group
                 g_out = grad_out[n, o0:o0 + geo.out_per_group, p0:p1]
-                idx = index[n, p0:p1, d].reshape(-1, 4)  # (L*K, 4)
-                bil = bilinear[n, p0:p1, d].reshape(-1, 4)
-                if not (need_input or need_offset):
+                idx = index[:, d].reshape(-1, 4)  # (L*K, 4)
+                bil = bilinear[:, d].reshape(-1, 4)
+                if not need_samples:
                     cols = _sample(idx, bil, x_rows).view(length, -1)
                     # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
                     grad_weights[i].addmm_(g_out, cols)
                     continue
-                # only the input rows this chunk reads get gradients: run
-                # the gather on rows [lo-1, hi]; invalid neighbours (index 0)
-                # go to local row 0 with weight 0
                 hi = int(idx.max())
                 if hi == 0:
-                    continue  # every sample of the chunk is outside
+                    continue  # every sample of the chunk reads zeros
+                # only rows [lo-1, hi] are read: run the gather on them so
+                # the dense input gradient is chunk-sized; neighbours that
+                # count as zero land on local row 0 with weight 0
                 lo = int(torch.where(idx > 0, idx, hi).min())
                 local = (idx - (lo - 1)).clamp_(min=0)
                 x_leaf = x_rows[lo - 1:hi + 1].detach()
@@ -360,10 +368,20 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 if need_input:
                     grad_rows[i][lo - 1:hi + 1] += grads.pop(0)
                 if need_offset:
-                    grad_bilinear[n, p0:p1, d] += grads.pop(0).view(
+                    grad_bilinear[:, d] += grads.pop(0).view(
                         length, geo.taps, 4)
+            if need_offset:
+                # derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x);
+                # neighbours that count as zero have no gradient
+                gb = grad_bilinear.masked_fill_(index == 0, 0).unbind(-1)
+                ly, lx = frac.unbind(-1)  # (L, dg, K)
+                grad_pos = torch.stack([
+                    (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx,
+                    (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
+                ], -1)  # (L, dg, K, 2)
+                geo.offset_rows(grad_offset)[n, p0:p1] = grad_pos
 
-        grad_input = grad_offset = grad_weight = grad_bias = None
+        grad_input = grad_weight = grad_bias = None
         if need_input:
             grad_input = grad_output.new_empty(geo.batch, geo.channels,
                                                geo.height, geo.width)
@@ -371,18 +389,6 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 grad_input[:, c0:c1] = g_rows[1:].view(
                     geo.batch, geo.height, geo.width,
                     c1 - c0).permute(0, 3, 1, 2)
-        if need_offset:
-            # d/dy and d/dx of the bilinear weights of eq. (2); neighbours
-            # outside the map (index 0) have no gradient
-            gb = grad_bilinear.masked_fill_(index == 0, 0).unbind(-1)
-            ly, lx = frac.unbind(-1)
-            grad_y = (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx
-            grad_x = (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
-            # (B, Ho*Wo, dg, K, 2) -> (B, dg*K*2, Ho, Wo)
-            grad_offset = torch.stack([grad_y, grad_x], -1).view(
-                geo.batch, geo.out_h, geo.out_w, geo.deform_groups,
-                geo.taps, 2).permute(0, 3, 4, 5, 1, 2).reshape(
-                    geo.batch, -1, geo.out_h, geo.out_w)
         if need_weight:
             grad_weight = torch.empty_like(weight)
             for (c0, c1, g, _), g_w in zip(geo.pieces, grad_weights):

@@ -23,10 +23,12 @@ Compact index layout (what :class:`PoolIndices` holds when ``compact``)
   trailing bits of the last byte are zero.  The layout is defined on byte
   values, so it does not depend on the machine's byte order.
 
-Ties and NaN follow ``torch.nn.functional.max_pool2d`` exactly: on ties the
-first maximum in row-major window order wins; a window containing NaN
-pools to NaN and points at its last NaN (torch's CPU kernel replaces the
-running maximum by every NaN it meets).
+Pooling runs torch's own ``max_pool2d`` kernel and converts its int64 flat
+indices to window codes on the fly (a transient, freed at once), so ties and
+NaN follow torch exactly: on ties the first maximum in row-major window
+order wins (and a window containing NaN points where torch's does).  This
+measured faster on CPU than finding the window argmax with strided
+comparisons (see ``docs/segnet.md``).
 
 Odd sizes: with ``ceil_mode=True`` (Caffe's pooling, which the original SegNet
 used: 45 → 23, so 360×480 → 180×240 → 90×120 → 45×60 → 23×30 → 12×15) the
@@ -42,6 +44,7 @@ and a scatter to the recorded positions), and each ``backward`` is written
 with the other op, so double backward works too.  Autograd keeps only the
 packed codes (2 bits per pooled element) for ``backward``.
 """
+import functools
 import math
 import sys
 from typing import NamedTuple, Optional, Sequence, Tuple
@@ -91,10 +94,7 @@ class PoolIndices(NamedTuple):
         """Window codes ``2 * dy + dx`` as uint8, shaped like the pooled map."""
         if self.compact:
             return unpack_window_codes(self.data, self.pooled_shape)
-        width = self.pre_pool_size[1]
-        row = torch.div(self.data, width, rounding_mode='floor')
-        col = self.data - row * width
-        return ((row % 2) * 2 + col % 2).to(torch.uint8)
+        return _codes_from_flat(self.data, self.pre_pool_size)
 
     def flat_indices(self) -> Tensor:
         """Torch's int64 flat indices (``row * W + col`` in each H×W plane)."""
@@ -116,6 +116,32 @@ def pooled_size(size: int, ceil_mode: bool) -> int:
 # ---------------------------------------------------------------------------
 # 2-bit packing
 # ---------------------------------------------------------------------------
+def _cached_table(fn):
+    """Memoise a small lookup table per (arguments, device); built outside
+    inference mode so it works in every autograd mode."""
+    @functools.lru_cache(maxsize=64)
+    def cached(*args):
+        with torch.inference_mode(False), torch.no_grad():
+            return fn(*args)
+    return cached
+
+
+@_cached_table
+def _position_codes(height: int, width: int, device: torch.device) -> Tensor:
+    """(H, W) uint8 table: the window code of every input position."""
+    rows = torch.arange(height, device=device) % WINDOW * WINDOW
+    cols = torch.arange(width, device=device) % WINDOW
+    return (rows.view(-1, 1) + cols).to(torch.uint8)
+
+
+@_cached_table
+def _byte_codes(device: torch.device) -> Tensor:
+    """(256, 4) uint8 table: the 4 codes packed in each byte value."""
+    byte = torch.arange(256, device=device).view(-1, 1)
+    shifts = torch.arange(0, 8, 2, device=device)
+    return ((byte >> shifts) & 3).to(torch.uint8)
+
+
 def pack_window_codes(codes: Tensor) -> Tensor:
     """Pack window codes (uint8 values 0..3, any shape) 4 per byte.
 
@@ -128,12 +154,15 @@ def pack_window_codes(codes: Tensor) -> Tensor:
     pad = -flat.numel() % 4
     if pad:
         flat = F.pad(flat, (0, pad))
-    if _LITTLE_ENDIAN:
-        # The 4 codes of a byte are the 4 bytes of an int32 word (codes at
-        # bits 0, 8, 16, 24); two shift-ors move them to bits 0, 2, 4, 6.
+    if _LITTLE_ENDIAN and flat.data_ptr() % 4 == 0:
+        # The 4 codes of a byte are the 4 bytes of an int32 word (bits 0, 8,
+        # 16, 24); two shift-ors bring them to bits 0, 2, 4, 6.
         word = flat.view(torch.int32)
-        word = word | (word >> 6)
-        return (word | (word >> 12)).to(torch.uint8)
+        word6 = word >> 6
+        word6 |= word
+        word12 = word6 >> 12
+        word12 |= word6
+        return word12.to(torch.uint8)
     quad = flat.view(-1, 4)
     return (quad[:, 0] | (quad[:, 1] << 2) | (quad[:, 2] << 4)
             | (quad[:, 3] << 6))
@@ -148,45 +177,21 @@ def unpack_window_codes(packed: Tensor, shape: Sequence[int]) -> Tensor:
             f'packed window codes for shape {tuple(shape)} must be a 1-D '
             f'uint8 tensor of {-(-numel // 4)} bytes, got {packed.dtype} '
             f'of shape {tuple(packed.shape)}')
-    if _LITTLE_ENDIAN:
-        word = packed.to(torch.int32)
-        word = word | (word << 6)
-        word = (word | (word << 12)) & 0x03030303
-        codes = word.view(torch.uint8)
-    else:
-        shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8,
-                              device=packed.device)
-        codes = ((packed.unsqueeze(1) >> shifts) & 3).view(-1)
-    return codes[:numel].view(*shape)
+    codes = _byte_codes(packed.device).index_select(0, packed.int())
+    return codes.view(-1)[:numel].view(*shape)
 
 
 # ---------------------------------------------------------------------------
 # The two linear maps behind pooling and unpooling
 # ---------------------------------------------------------------------------
-def _window_codes(x: Tensor, pooled: Tensor) -> Tensor:
-    """Position (``2 * dy + dx``) of each pooled value inside its window.
+def _codes_from_flat(flat: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Window codes (uint8) from torch's flat indices ``row * W + col``.
 
-    Torch's rule: the FIRST maximum in row-major window order, or the LAST
-    NaN.  Writing the codes from the last window position to the first keeps
-    the first match.  Window positions outside an odd input (ceil mode) are
-    simply absent from their strided view.
+    Windows start at even rows and columns, so an input position's code is
+    ``2 * (row % 2) + col % 2``: one gather from a cached (H, W) table.
     """
-    codes = torch.zeros(pooled.shape, dtype=torch.uint8, device=x.device)
-    for code in (3, 2, 1, 0):
-        dy, dx = divmod(code, WINDOW)
-        part = x[..., dy::WINDOW, dx::WINDOW]
-        h = min(part.shape[-2], pooled.shape[-2])
-        w = min(part.shape[-1], pooled.shape[-1])
-        codes[..., :h, :w].masked_fill_(
-            part[..., :h, :w] == pooled[..., :h, :w], code)
-    if pooled.is_floating_point() and bool(pooled.isnan().any()):
-        for code in (0, 1, 2, 3):  # last NaN wins
-            dy, dx = divmod(code, WINDOW)
-            part = x[..., dy::WINDOW, dx::WINDOW]
-            h = min(part.shape[-2], pooled.shape[-2])
-            w = min(part.shape[-1], pooled.shape[-1])
-            codes[..., :h, :w].masked_fill_(part[..., :h, :w].isnan(), code)
-    return codes
+    table = _position_codes(int(size[0]), int(size[1]), flat.device)
+    return torch.take(table, flat)
 
 
 def _scatter_to_windows(values: Tensor, codes: Tensor,
@@ -273,8 +278,12 @@ class _CompactMaxPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, ceil_mode):
-        pooled = F.max_pool2d(x, WINDOW, WINDOW, ceil_mode=ceil_mode)
-        packed = pack_window_codes(_window_codes(x, pooled))
+        # torch's own kernel finds the maxima (so ties and NaN are exactly
+        # torch's); its int64 indices are a transient, turned into 2 bits
+        pooled, flat = F.max_pool2d(
+            x, WINDOW, WINDOW, ceil_mode=ceil_mode, return_indices=True)
+        packed = pack_window_codes(_codes_from_flat(flat, x.shape[-2:]))
+        del flat
         ctx.mark_non_differentiable(packed)
         ctx.save_for_backward(packed)
         ctx.size = tuple(x.shape[-2:])

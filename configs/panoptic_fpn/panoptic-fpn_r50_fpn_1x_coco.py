@@ -1,0 +1,5 @@
+# A stock mmdet config used from a project that has segext installed: the
+# ONLY addition is `custom_imports`.  It trains with segext's tools/train.py,
+# with mmdet's own tools/train.py, and with `mim train mmdet`.
+_base_ = 'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['segext'], allow_failed_imports=False)

@@ -1,0 +1,151 @@
+"""The dilation configs load, say what the paper/authors say, and build.
+
+Full-size VGG-16 models are built on the meta device (shapes only); the toy
+configs are built for real and take a training step on a tiny batch."""
+import copy
+import functools
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from mmengine.structures import PixelData
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+VOC = {
+    'frontend': 'configs/dilation/dilation-frontend_vgg16_voc12-500x500.py',
+    'large': 'configs/dilation/dilation-large-context_vgg16_voc12-500x500.py',
+    'basic': 'configs/dilation/dilation-basic-context_vgg16_voc12-500x500.py',
+}
+CITYSCAPES = ('configs/dilation/'
+              'dilation-context_drn-d-22_4xb8-250e_cityscapes-896x896.py')
+TOY_VGG = 'configs/dilation/dilation-large-context_vgg16_synthetic.py'
+TOY_DRN = 'configs/drn/drn-d-22-context_synthetic.py'
+VGG16_FRONT_END = 134_260_544  # VGG-16 without fc8 (see test_dilated_vgg)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(rel):
+    return Config.fromfile(osp.join(ROOT, rel))
+
+
+def load(rel):
+    cfg = copy.deepcopy(_load(rel))
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.custom_imports == dict(
+        imports=['segext'], allow_failed_imports=False)
+    return cfg
+
+
+def build(cfg):
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MODELS.build(cfg.model)
+
+
+def meta_build(cfg):
+    with torch.device('meta'):
+        return build(cfg)
+
+
+def test_frontend_voc_follows_the_paper():
+    cfg = load(VOC['frontend'])
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == (
+        'SGD', 1e-3, 0.9, 5e-4)
+    assert cfg.train_dataloader.batch_size == 14
+    assert cfg.train_cfg.max_iters == 60000
+    crop = [t for t in cfg.train_pipeline if t.type == 'RandomCrop'][0]
+    assert tuple(crop.crop_size) == (500, 500)
+    assert [t.type for t in cfg.train_pipeline] == [
+        'LoadImageFromFile', 'LoadAnnotations', 'RandomCrop', 'RandomFlip',
+        'PackSegInputs']
+    ds = cfg.train_dataloader.dataset
+    assert ds.type == 'PascalVOCDataset'
+    assert ds.data_root == 'data/VOCdevkit/VOC2012'
+    assert cfg.model.backbone.type == 'DilatedVGG'
+    assert cfg.model.decode_head.type == 'DRNHead'
+    model = meta_build(cfg)
+    assert model.decode_head.num_classes == 21
+    n = sum(p.numel() for p in model.parameters())
+    assert n == VGG16_FRONT_END + 4096 * 21 + 21  # + the 'final' classifier
+
+
+@pytest.mark.parametrize('name, widths', [
+    ('large', (2, 2, 4, 8, 16, 32, 32)),
+    ('basic', (1, ) * 7),
+])
+def test_context_voc(name, widths):
+    cfg = load(VOC[name])
+    assert cfg.load_from.endswith(
+        'dilation-frontend_vgg16_voc12-500x500/iter_60000.pth')
+    assert cfg.optim_wrapper.optimizer.lr == 1e-3
+    model = meta_build(cfg)
+    ctx = model.decode_head.context
+    assert ctx.in_channels == 21 and ctx.widths == widths
+    assert ctx.dilations == (1, 1, 2, 4, 8, 16, 1)
+    # the context stage trains the module only
+    assert model.backbone.frozen_stages == 5
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys[
+        'decode_head.conv_seg'] == dict(lr_mult=0., decay_mult=0.)
+    trainable = sum(p.numel() for n, p in model.named_parameters()
+                    if p.requires_grad and 'context' in n)
+    chans = [21] + [w * 21 for w in widths]
+    expected = sum(9 * i * o + o for i, o in zip(chans[:-1], chans[1:]))
+    assert trainable == expected + chans[-1] * 21 + 21
+
+
+def test_drn_context_cityscapes():
+    cfg = load(CITYSCAPES)
+    base = load('configs/drn/drn-d-22_4xb8-250e_cityscapes-896x896.py')
+    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg'):
+        assert cfg[key] == base[key], key
+    model = meta_build(cfg)
+    head = model.decode_head
+    assert type(head).__name__ == 'ContextHead'
+    assert head.context.in_channels == 19
+    assert head.context.dilations == (1, 1, 2, 4, 8, 16, 32, 64, 1)
+    assert head.context.widths == (1, ) * 9
+    assert head.context.receptive_field == 259
+
+
+def _train_step(cfg, size=(64, 96)):
+    torch.manual_seed(0)
+    model = build(cfg)
+    model.init_weights()
+    model.train()
+    inputs = torch.rand(2, 3, *size)
+    samples = []
+    for _ in range(2):
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 6, (1, *size)))
+        s.set_metainfo(dict(img_shape=size, pad_shape=size, ori_shape=size))
+        samples.append(s)
+    losses = model.loss(inputs, samples)
+    loss = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(loss)
+    loss.backward()
+    return model
+
+
+@pytest.mark.parametrize('rel', [TOY_VGG, TOY_DRN])
+def test_toy_configs_train(rel):
+    cfg = load(rel)
+    assert cfg.train_dataloader.dataset.data_root == 'data/synthetic/'
+    model = _train_step(cfg)
+    head = model.decode_head
+    assert type(head).__name__ == 'ContextHead'
+    assert head.num_classes == 6
+    assert all(c.weight.grad is not None for c in head.context.convs)
+
+
+def test_toy_drn_context_matches_drn_toy_budget():
+    cfg, base = load(TOY_DRN), load('configs/drn/drn-d-22_synthetic.py')
+    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg', 'randomness'):
+        assert cfg[key] == base[key], key
+    assert cfg.model.backbone == base.model.backbone
