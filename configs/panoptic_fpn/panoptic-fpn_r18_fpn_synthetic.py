@@ -74,7 +74,9 @@ model = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=200,
-                    max_keep_ckpts=2))
+                    max_keep_ckpts=2),
+    # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
+    visualization=dict(type='PNGDetVisualizationHook'))
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
 
 # mmdet's NumClassCheckHook expects COCO class counts: drop it as upstream does.

@@ -1,5 +1,6 @@
 from . import transforms  # noqa: F401
 from . import synthetic  # noqa: F401
 from .synthetic import SYNTHETIC_METAINFO
+from .camvid import CamVidDataset
 
-__all__ = ['synthetic', 'SYNTHETIC_METAINFO']
+__all__ = ['synthetic', 'SYNTHETIC_METAINFO', 'CamVidDataset']

@@ -1,1 +1,4 @@
-__all__ = []
+from . import hooks  # noqa: F401
+from .hooks import PNGDetVisualizationHook
+
+__all__ = ['PNGDetVisualizationHook']

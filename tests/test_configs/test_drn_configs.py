@@ -27,6 +27,15 @@ BACKBONE_PARAMS = {('C', 26): 21_126_584, ('C', 42): 31_234_744,
                    ('D', 105): 54_801_304}
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """2 cores shared by many processes: OpenMP threads only spin-wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def load(name):
     return Config.fromfile(osp.join(CFG_DIR, name))
 
@@ -143,6 +152,14 @@ def test_toy_config_trains_and_evaluates(synthetic_coco, tmp_path):
     assert (cfg.model.backbone.arch, cfg.model.backbone.depth) == ('D', 22)
     for split in ('train', 'val', 'test'):
         cfg[f'{split}_dataloader'].dataset.data_root = synthetic_coco + '/'
+    # the tiny images at their own size (the toy upscales to 256x192)
+    cfg.model.data_preprocessor.size = (64, 96)
+    for t in (*cfg.train_dataloader.dataset.pipeline,
+              *cfg.val_dataloader.dataset.pipeline):
+        if t.type in ('RandomResize', 'Resize'):
+            t.scale = (96, 64)
+        elif t.type == 'RandomCrop':
+            t.crop_size = (64, 96)
     runner = tiny_runner(cfg, tmp_path, max_iters=2)
     runner.train()
     metrics = runner.val_loop.run()

@@ -25,10 +25,12 @@ DRN_CONFIG = osp.join(CONFIGS, 'drn-c-58_ddp_synthetic.py')
 
 #: Weights after N steps of 2 processes x batch 1 vs 1 process x batch 2.
 #: Only the order of float32 summation differs (gloo's all-reduce of the
-#: two gradients vs the batch-2 reduction), so the budget is a few ulps of
-#: the weights, accumulated over the steps: measured ~1e-7 after 6-16 SGD
-#: steps (momentum 0.9, lr 0.05), while the weights themselves move by ~0.1.
-ATOL = 1e-5
+#: two gradients vs the batch-2 reduction), and that noise grows with the
+#: steps (SGD, momentum 0.9, lr 0.05).  Measured on the tiny configs: 6e-8
+#: (GN) and 7e-7 (SyncBN) after 6 steps, 3e-6 after 16, while the weights
+#: move by ~0.1-0.3 and a real error is large (BN not synchronised: 0.16).
+ATOL = 1e-5  # up to 6 steps
+ATOL_16 = 1e-4  # 16 steps
 
 
 def free_port() -> int:

@@ -20,6 +20,15 @@ drn2segext = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(drn2segext)
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """2 cores shared by many processes: OpenMP threads only spin-wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --- the authors' layout ---------------------------------------------------
 def conv3x3(cin, cout, stride=1, dilation=1):
     return nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False)

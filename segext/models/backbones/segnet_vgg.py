@@ -64,6 +64,8 @@ class SegNetVGG(BaseModule):
         depth (int): VGG depth, a key of ``arch_settings``; 16 is SegNet.
             Default: 16.
         in_channels (int): Input channels. Default: 3.
+        stage_channels (Sequence[int]): Width of each stage. Default: VGG's
+            (64, 128, 256, 512, 512); narrower only for toy runs.
         ceil_mode (bool): Pool odd sizes with a clipped last window, as
             Caffe (and so the original SegNet) does: 45 -> 23. ``False``
             drops the last row/column instead. Default: True.
@@ -93,11 +95,11 @@ class SegNetVGG(BaseModule):
         16: (2, 2, 3, 3, 3),
         19: (2, 2, 4, 4, 4),
     }
-    stage_channels = (64, 128, 256, 512, 512)
 
     def __init__(self,
                  depth: int = 16,
                  in_channels: int = 3,
+                 stage_channels: Sequence[int] = (64, 128, 256, 512, 512),
                  ceil_mode: bool = True,
                  compact_indices: bool = True,
                  conv_cfg: Optional[dict] = None,
@@ -112,6 +114,12 @@ class SegNetVGG(BaseModule):
                 f'SegNetVGG: depth={depth!r} is not supported; expected one '
                 f'of {sorted(self.arch_settings)}')
         num_stages = len(self.arch_settings[depth])
+        stage_channels = tuple(stage_channels)
+        if len(stage_channels) != num_stages or not all(
+                isinstance(c, int) and c > 0 for c in stage_channels):
+            raise ValueError(
+                f'SegNetVGG: stage_channels={stage_channels!r} must be '
+                f'{num_stages} positive ints, one per stage')
         if not isinstance(frozen_stages, int) or \
                 not -1 <= frozen_stages < num_stages:
             raise ValueError(
@@ -131,7 +139,7 @@ class SegNetVGG(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.depth = depth
         self.num_convs: Tuple[int, ...] = self.arch_settings[depth]
-        self.out_channels: Tuple[int, ...] = self.stage_channels
+        self.stage_channels = stage_channels
         self.ceil_mode = ceil_mode
         self.compact_indices = compact_indices
         self.norm_eval = norm_eval
@@ -176,11 +184,3 @@ class SegNetVGG(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
-
-    @classmethod
-    def conv_names(cls, depth: int = 16) -> Sequence[str]:
-        """Paper names (``conv1_1`` ...) of the convs, in forward order;
-        ``stages.{s}.{j}`` is ``conv{s+1}_{j+1}``."""
-        return tuple(f'conv{s + 1}_{j + 1}'
-                     for s, n in enumerate(cls.arch_settings[depth])
-                     for j in range(n))

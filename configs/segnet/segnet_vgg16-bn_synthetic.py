@@ -1,0 +1,52 @@
+# Toy: SegNet's architecture (VGG-16-BN encoder with 2-bit pooling indices,
+# mirrored max-unpooling decoder, 3x3 classifier at full resolution) on
+# segext's synthetic semantic data (6 classes, 256x192), trained from
+# scratch on CPU in a couple of minutes.
+#
+# Reduced widths: stages have (16, 32, 64, 128, 128) channels instead of
+# (64, 128, 256, 512, 512) -- 1/16 of the parameters and FLOPs, the same 13 +
+# 13 convs, BN, 5 compact poolings and unpoolings.  Not the paper's SegNet.
+# Generate the data first:
+#   python tools/dataset_converters/generate_synthetic.py data/synthetic
+_base_ = [
+    '../_base_/models/segnet_vgg16-bn.py',
+    '../_base_/datasets/synthetic_semantic.py',
+    'mmseg::_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['segext'], allow_failed_imports=False)
+default_scope = 'mmseg'
+
+crop_size = (192, 256)
+stage_channels = (16, 32, 64, 128, 128)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(stage_channels=stage_channels),
+    decode_head=dict(stage_channels=stage_channels, num_classes=6))
+
+max_iters = 300
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+# the paper's optimiser (SGD, momentum 0.9, wd 5e-4) with a larger lr and
+# poly decay for the short schedule
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4),
+    clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
+    dict(type='PolyLR', power=0.9, eta_min=1e-4, by_epoch=False, begin=30,
+         end=max_iters)
+]
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                    interval=max_iters),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+log_processor = dict(by_epoch=False)
+auto_scale_lr = dict(enable=False, base_batch_size=2)
+randomness = dict(seed=0)

@@ -1,0 +1,3 @@
+from .visualization_hook import PNGDetVisualizationHook
+
+__all__ = ['PNGDetVisualizationHook']

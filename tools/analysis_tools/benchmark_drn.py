@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""DRN vs mmseg's dilated ResNet (D8) backbones: CPU latency and peak memory.
+
+    python tools/analysis_tools/benchmark_drn.py            # 512x1024, 3 rounds
+
+Pairs (both output stride 8, batch 1, inference, backbone only):
+DRN-D-22 vs ResNet-18-D8 and DRN-C-26 vs ResNet-34-D8, where ResNet-X-D8 is
+mmseg's ``ResNetV1c`` with strides (1, 2, 1, 1), dilations (1, 1, 2, 4) and
+``contract_dilation=True`` (``configs/_base_/models/*_r50-d8.py``).
+
+Method -- every measurement runs in a FRESH subprocess per model, and the
+models are interleaved: round r runs all models in order, the next round in
+reverse order; reported numbers are medians over rounds.
+* latency: wall time of ``model(x)`` under ``torch.no_grad()`` after one
+  untimed warm-up forward, median of ``--iters`` forwards in the process.
+* peak memory: torch's CPU allocations are invisible to ``tracemalloc``, and
+  ``max_memory_allocated`` is CUDA-only, so the kernel's RSS high-water mark
+  is read: after building the model and the input, the process resets
+  ``VmHWM`` (``echo 5 > /proc/self/clear_refs``), runs its first forward, and
+  reports ``VmHWM - VmRSS(before)`` -- the resident memory the forward
+  needed on top of weights + input (activations, oneDNN workspaces,
+  allocator slack).  It is measured on the first forward of a fresh process
+  because glibc keeps freed blocks, which would hide later peaks.
+* MACs: multiply-accumulates of every conv, from the output shapes of a
+  forward on the ``meta`` device (no compute).
+* ``--threads`` (default 1) intra-op threads: the 2 cores of the dev box are
+  shared, and a single thread keeps the comparison stable.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# name -> backbone config (mmseg registry)
+MODELS = {
+    'DRN-D-22': dict(type='DRN', arch='D', depth=22, out_indices=(7, )),
+    'ResNet-18-D8': dict(
+        type='ResNetV1c', depth=18, out_indices=(3, ), strides=(1, 2, 1, 1),
+        dilations=(1, 1, 2, 4), contract_dilation=True),
+    'DRN-C-26': dict(type='DRN', arch='C', depth=26, out_indices=(7, )),
+    'ResNet-34-D8': dict(
+        type='ResNetV1c', depth=34, out_indices=(3, ), strides=(1, 2, 1, 1),
+        dilations=(1, 1, 2, 4), contract_dilation=True),
+}
+PAIRS = [('DRN-D-22', 'ResNet-18-D8'), ('DRN-C-26', 'ResNet-34-D8')]
+
+
+def _build(name):
+    sys.path.insert(0, ROOT)
+    import segext  # noqa: F401  registers DRN
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS as SEG_MODELS
+    init_default_scope('mmseg')
+    return SEG_MODELS.build(dict(MODELS[name]))
+
+
+def _proc_kb(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def worker(name, size, iters, threads):
+    """One fresh process, one model: params, peak memory, latencies."""
+    import gc
+
+    import torch
+    torch.set_num_threads(threads)
+    model = _build(name).eval()
+    params = sum(p.numel() for p in model.parameters())
+    x = torch.rand(1, 3, *size)
+    gc.collect()
+    rss_before = _proc_kb('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        out = model(x)[-1]
+        cold = time.perf_counter() - t0
+    peak_kb = _proc_kb('VmHWM') - rss_before
+    out_shape = list(out.shape)
+    del out
+    times = []
+    with torch.no_grad():
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return dict(name=name, params=params, peak_mib=peak_kb / 1024,
+                cold_s=cold, times_s=times,
+                latency_s=statistics.median(times), out_shape=out_shape)
+
+
+def conv_gmacs(name, size):
+    import torch
+    from torch import nn
+    with torch.device('meta'):
+        model = _build(name).eval()
+    macs = []
+
+    def hook(m, inp, out):
+        k = m.kernel_size[0] * m.kernel_size[1]
+        macs.append(out.numel() * k * m.in_channels // m.groups)
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.empty(1, 3, *size, device='meta'))
+    return sum(macs) / 1e9
+
+
+def run_worker(name, args):
+    cmd = [sys.executable, osp.abspath(__file__), '--worker', name,
+           '--size', str(args.size[0]), str(args.size[1]),
+           '--iters', str(args.iters), '--threads', str(args.threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads), PYTHONWARNINGS='ignore')
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f'worker {name} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--size', type=int, nargs=2, default=[512, 1024],
+                        metavar=('H', 'W'))
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='interleaved fresh-process rounds (median)')
+    parser.add_argument('--iters', type=int, default=3,
+                        help='timed forwards per process (median)')
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, tuple(args.size), args.iters,
+                                args.threads)))
+        return
+    names = [n for pair in PAIRS for n in pair]
+    print(f'input 1x3x{args.size[0]}x{args.size[1]}, batch 1, CPU, '
+          f'{args.threads} thread(s), {args.rounds} interleaved rounds x '
+          f'{args.iters} timed forwards, torch.no_grad()', flush=True)
+    runs = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            res = run_worker(name, args)
+            runs[name].append(res)
+            print(f'  round {r + 1}: {name:13s} latency '
+                  f'{res["latency_s"]:.3f} s  peak +{res["peak_mib"]:.0f} '
+                  f'MiB', flush=True)
+    summary = {}
+    for name in names:
+        rs = runs[name]
+        summary[name] = dict(
+            params=rs[0]['params'],
+            gmacs=conv_gmacs(name, tuple(args.size)),
+            latency=statistics.median(r['latency_s'] for r in rs),
+            peak=statistics.median(r['peak_mib'] for r in rs),
+            out=rs[0]['out_shape'])
+    print()
+    print('| backbone | params | conv GMACs | output | latency (s) | '
+          'peak memory (MiB) |')
+    print('|---|---:|---:|---|---:|---:|')
+    for name in names:
+        s = summary[name]
+        print(f'| {name} | {s["params"]:,} | {s["gmacs"]:.1f} | '
+              f'{"x".join(map(str, s["out"][1:]))} | {s["latency"]:.3f} | '
+              f'{s["peak"]:.0f} |')
+    print()
+    print('| DRN / ResNet-D8 | params | conv GMACs | latency | '
+          'peak memory |')
+    print('|---|---:|---:|---:|---:|')
+    for a, b in PAIRS:
+        sa, sb = summary[a], summary[b]
+        print(f'| {a} / {b} | {sa["params"] / sb["params"]:.2f} | '
+              f'{sa["gmacs"] / sb["gmacs"]:.2f} | '
+              f'{sa["latency"] / sb["latency"]:.2f} | '
+              f'{sa["peak"] / sb["peak"]:.2f} |')
+
+
+if __name__ == '__main__':
+    main()
