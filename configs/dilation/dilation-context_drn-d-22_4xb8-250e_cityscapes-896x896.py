@@ -8,7 +8,7 @@
 #   (C = 19), as in the authors' own Cityscapes model (dilation10_cityscapes:
 #   19-channel "basic" layers, dilations 1, 1, 2, 4, 8, 16, 32, 64, 1, then
 #   1x1, then the fixed bilinear deconvolution, kernel 16 / stride 8 / pad 4);
-# * it costs 30K parameters instead of 16.5M for a basic module at C = 512;
+# * it costs 30K parameters instead of 21.5M for the same module at C = 512;
 # * identity-initialised, it starts as DRN-D-22's own head (exactly, where
 #   the winning class score is positive), and its classifier is DRNHead's
 #   (same state-dict keys): load_from a trained DRN-D-22 Cityscapes

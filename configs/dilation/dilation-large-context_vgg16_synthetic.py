@@ -4,9 +4,10 @@
 # Reduced widths (conv1 16 instead of 64 channels, fc6/fc7 128 instead of
 # 4096: 1/77 of the parameters; same depth, dilations and output stride 8),
 # trained from scratch; same data, schedule length and batch as the DRN toys
-# (configs/drn/drn-d-22*_synthetic.py).  The context module (C = 6, widths 12..192) is
-# trained jointly from its identity initialisation -- the authors' advice for
-# datasets of hundreds of images rather than their two-stage recipe.
+# (configs/drn/drn-d-22*_synthetic.py).  The context module (C = 6, widths
+# 12..192) is trained jointly from its identity initialisation -- the
+# authors' advice for datasets of hundreds of images, rather than their
+# two-stage recipe.
 _base_ = [
     '../_base_/models/dilation_vgg16.py',
     '../_base_/datasets/synthetic_semantic.py',
@@ -48,3 +49,4 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 auto_scale_lr = dict(enable=False, base_batch_size=2)
+randomness = dict(seed=0)

@@ -53,7 +53,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(
         type='CheckpointHook', by_epoch=False, interval=200,
-        max_keep_ckpts=2))
+        max_keep_ckpts=2),
+    # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
+    visualization=dict(type='PNGDetVisualizationHook'))
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
 
 # mmdet's NumClassCheckHook does not know panoptic heads (as Panoptic FPN)

@@ -2,5 +2,10 @@ from . import transforms  # noqa: F401
 from . import synthetic  # noqa: F401
 from .synthetic import SYNTHETIC_METAINFO
 from .camvid import CamVidDataset
+from .cityscapes_panoptic import (CityscapesPanopticAPI,
+                                 CityscapesPanopticDataset)
 
-__all__ = ['synthetic', 'SYNTHETIC_METAINFO', 'CamVidDataset']
+__all__ = [
+    'synthetic', 'SYNTHETIC_METAINFO', 'CamVidDataset',
+    'CityscapesPanopticDataset', 'CityscapesPanopticAPI'
+]

@@ -1,1 +1,3 @@
-__all__ = []
+from .cityscapes_panoptic_metric import CityscapesPanopticMetric
+
+__all__ = ['CityscapesPanopticMetric']

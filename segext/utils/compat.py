@@ -94,8 +94,8 @@ def _patch_checkpoint_loader():
 # ``utils.sync_random_seed(device='cuda')``/``obj2tensor`` helpers, which
 # nothing on mmdet's or segext's training path calls with CUDA on CPU.
 #
-# Choice at run time, per process: when mmengine's ``get_device()`` finds no
-# accelerator (cpu, or mps which has no collective backend either) the
+# Choice at run time, per process: when mmengine's ``get_device()`` is 'cpu'
+# (no CUDA/NPU/MLU/MPS/MUSA device, or ``CUDA_VISIBLE_DEVICES=''``) the
 # functions below take the CPU path; otherwise they call upstream's code
 # unchanged, so the CUDA path (nccl, set_device, device_ids) is upstream's.
 # Remove when mmengine supports CPU DDP itself (not the case up to 0.10.7).
@@ -104,9 +104,9 @@ _ACCEL_BACKENDS = ('nccl', 'hccl', 'cncl', 'mccl', 'smddp')
 
 
 def _no_accelerator() -> bool:
-    """True when mmengine would put the model on the CPU (or mps)."""
+    """True when mmengine puts the model on the CPU."""
     from mmengine.device import get_device
-    return get_device() in ('cpu', 'mps')
+    return get_device() == 'cpu'
 
 
 def _info(msg: str):
@@ -393,7 +393,8 @@ def _patch_sync_batchnorm():
 #     directory, fsync it and ``os.replace`` it over the target (atomic on
 #     POSIX): a reader sees the old file or the new one, never a torn one;
 #   * ``CheckpointHook._save_checkpoint_with_step`` removes outdated
-#     checkpoints only after the new one is on disk;
+#     checkpoints only after the new one is on disk (and the temp files a
+#     killed save left behind);
 #   * ``find_latest_checkpoint`` falls back to the newest ``iter_*.pth`` /
 #     ``epoch_*.pth`` of the work dir when ``last_checkpoint`` is empty or
 #     names a missing file (every file there is complete, see above).
@@ -460,6 +461,24 @@ class _DeferRemovals:
         self.removals.append(('rmtree', path))
 
 
+def _remove_stale_temp_files(out_dir):
+    """Delete the temp files of :func:`atomic_write` that a killed writer
+    left in a local ``out_dir``.  Only the main process writes checkpoints
+    and it has just finished, so any left in ``out_dir`` are stale."""
+    import glob
+    import os
+    import os.path as osp
+    from mmengine.dist import is_main_process
+    if not (is_main_process() and isinstance(out_dir, str)
+            and osp.isdir(out_dir)):
+        return
+    for tmp in glob.glob(osp.join(out_dir, '.*.pth.*.tmp')):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
 def _patch_checkpoint_hook():
     if 'ckpt_hook' in _APPLIED:
         return
@@ -479,6 +498,7 @@ def _patch_checkpoint_hook():
             self.file_backend = backend
         for op, path in deferred.removals:  # the new checkpoint is on disk
             getattr(backend, op)(path)
+        _remove_stale_temp_files(self.out_dir)
 
     _save_checkpoint_with_step.__segext_upstream__ = upstream
     CheckpointHook._save_checkpoint_with_step = _save_checkpoint_with_step

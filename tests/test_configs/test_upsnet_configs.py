@@ -17,7 +17,8 @@ COCO = osp.join(REPO, 'configs/upsnet/upsnet_r50_fpn_1x_coco.py')
 ALIAS = osp.join(REPO, 'configs/upsnet_coco.py')
 CITYSCAPES = osp.join(REPO, 'configs/upsnet/upsnet_r50_fpn_cityscapes.py')
 TOY = osp.join(REPO, 'configs/upsnet/upsnet_r18_fpn_synthetic.py')
-BASELINE = osp.join(REPO, 'configs/panoptic_fpn/panoptic-fpn_r18_fpn_synthetic.py')
+BASELINE = osp.join(REPO,
+                    'configs/panoptic_fpn/panoptic-fpn_r18_fpn_synthetic.py')
 TINY = (96, 64)  # (w, h) image scale for the step tests
 
 

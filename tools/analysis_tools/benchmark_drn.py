@@ -16,7 +16,8 @@ reverse order; reported numbers are medians over rounds.
 * peak memory: torch's CPU allocations are invisible to ``tracemalloc``, and
   ``max_memory_allocated`` is CUDA-only, so the kernel's RSS high-water mark
   is read: after building the model and the input, the process resets
-  ``VmHWM`` (``echo 5 > /proc/self/clear_refs``), runs its first forward, and
+  ``VmHWM`` (``echo 5 > /proc/self/clear_refs``), runs its first full-size
+  forward (after a 32x32 one that loads lazily initialised kernels), and
   reports ``VmHWM - VmRSS(before)`` -- the resident memory the forward
   needed on top of weights + input (activations, oneDNN workspaces,
   allocator slack).  It is measured on the first forward of a fresh process
@@ -74,8 +75,11 @@ def worker(name, size, iters, threads):
 
     import torch
     torch.set_num_threads(threads)
-    model = _build(name).eval()
+    model = _build(name)
+    model.eval()  # (mmseg's ResNet.train() returns None: no chaining)
     params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():  # load kernels/libraries lazily initialised on
+        model(torch.rand(1, 3, 32, 32))  # the first call: not the forward's
     x = torch.rand(1, 3, *size)
     gc.collect()
     rss_before = _proc_kb('VmRSS')
@@ -103,7 +107,8 @@ def conv_gmacs(name, size):
     import torch
     from torch import nn
     with torch.device('meta'):
-        model = _build(name).eval()
+        model = _build(name)
+    model.eval()
     macs = []
 
     def hook(m, inp, out):

@@ -133,8 +133,8 @@ def convert(state, log=print) -> 'OrderedDict[str, torch.Tensor]':
         if is_fc_weight:
             value = fc_to_conv(value, expected)
         if tuple(value.shape) != expected:
-            also = (f' (or its Linear form {(expected[0], prod(expected[1:]))})'
-                    if is_fc_weight else '')
+            linear = (expected[0], prod(expected[1:]))
+            also = f' (or its Linear form {linear})' if is_fc_weight else ''
             raise ConversionError(
                 f'shape mismatch for {key!r} -> {new_key!r}: checkpoint '
                 f'{tuple(state[key].shape)}, DilatedVGG (VGG-16) expects '

@@ -83,11 +83,11 @@ class DRNHead(BaseDecodeHead):
             dict(type='Kaiming', mode='fan_out', nonlinearity='relu',
                  distribution='normal', bias=0,
                  override=dict(name='conv_seg')))
-        super().__init__(**kwargs)
-        if self.input_transform is not None:
+        if kwargs.get('input_transform') is not None:
             raise ValueError(
                 'DRNHead: reads one level (in_index), got input_transform='
-                f'{self.input_transform!r}')
+                f'{kwargs["input_transform"]!r}')
+        super().__init__(**kwargs)
         self.upsample_ratio = upsample_ratio
         kernel = bilinear_upsample_kernel(2 * upsample_ratio)
         # (out_channels, 1, 2r, 2r): one bilinear filter per class (groups)

@@ -44,6 +44,37 @@ class UPSNet(TwoStagePanopticSegmentor):
     contribute stuff/unknown targets only.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not (self.with_semantic_head and self.with_panoptic_fusion_head
+                and self.with_roi_head and self.roi_head.with_mask):
+            raise ValueError(
+                'UPSNet needs a semantic_head, a panoptic_fusion_head and a '
+                'roi_head with a mask_head')
+        self._check_class_counts()
+
+    def _check_class_counts(self) -> None:
+        """The heads must agree on the things/stuff split."""
+        counts = {
+            'semantic_head':
+            (self.semantic_head.num_things_classes,
+             self.semantic_head.num_stuff_classes),
+            'panoptic_fusion_head': (self.num_things_classes,
+                                     self.num_stuff_classes),
+        }
+        if counts['semantic_head'] != counts['panoptic_fusion_head']:
+            raise ValueError(
+                '(num_things_classes, num_stuff_classes) differ: '
+                f'semantic_head {counts["semantic_head"]} vs '
+                f'panoptic_fusion_head {counts["panoptic_fusion_head"]}')
+        for name in ('bbox_head', 'mask_head'):
+            head = getattr(self.roi_head, name)
+            if head.num_classes != self.num_things_classes:
+                raise ValueError(
+                    f'roi_head.{name}.num_classes ({head.num_classes}) must '
+                    'equal the panoptic num_things_classes '
+                    f'({self.num_things_classes})')
+
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """All of UPSNet's training losses.

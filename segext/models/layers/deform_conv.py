@@ -264,43 +264,82 @@ def _sample(index: Tensor, weight: Tensor, rows: Tensor) -> Tensor:
         index, rows, per_sample_weights=weight, mode='sum')
 
 
+@contextlib.contextmanager
+def _num_threads(threads: int):
+    """Set torch's intra-op thread count inside the block (process wide)."""
+    previous = torch.get_num_threads()
+    if threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class DeformConv2dCPUFunction(torch.autograd.Function):
-    """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM."""
+    """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM.
+
+    Threading: the GEMMs run on the caller's intra-op threads; everything
+    else (sampling tables, gathers, scatters, layout copies — memory-bound
+    work of many short ops) runs on one thread. Each multi-threaded op is an
+    OpenMP fork/join, and on a loaded CPU a descheduled worker stalls every
+    one of them: the tables of a 100×152 map took 1.6 s on 2 threads instead
+    of 0.06 s on one, on this project's busy 2-core machine.
+    ``torch.set_num_threads`` is process wide, so torch ops that other
+    Python threads run meanwhile see one thread too.
+    """
 
     @staticmethod
     def forward(ctx, input: Tensor, offset: Tensor, weight: Tensor,
                 bias: Optional[Tensor], stride: Tuple[int, int],
                 padding: Tuple[int, int], dilation: Tuple[int, int],
                 groups: int, deform_groups: int, chunk_bytes: int) -> Tensor:
-        geo = _Geometry(input, weight, stride, padding, dilation, groups,
-                        deform_groups)
-        offset_rows = geo.offset_rows(offset)  # (B, Ho*Wo, dg, K, 2)
-        grid = geo.regular_grid(input.dtype)  # (Ho*Wo, 1, K, 2)
-        rows = _channels_last_rows(input, geo)  # [(1 + B*H*W, Cp)]
-        weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
-        out = input.new_empty(geo.batch, geo.out_channels, geo.out_h,
-                              geo.out_w)
-        out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
-        for n, p0, p1 in geo.chunks(chunk_bytes, input.element_size()):
-            index, bilinear, _ = geo.bilinear(offset_rows, grid, n, p0, p1)
-            written = set()
-            for (c0, c1, g, d), x_rows, w_piece in zip(geo.pieces, rows,
-                                                       weights):
-                # (L*K, Cp) samples = (L, K*Cp) columns
-                cols = _sample(index[:, d].reshape(-1, 4),
-                               bilinear[:, d].reshape(-1, 4), x_rows)
-                cols = cols.view(p1 - p0, -1)
-                o0 = g * geo.out_per_group
-                dst = out_rows[n, o0:o0 + geo.out_per_group, p0:p1]
-                # (O/g, L) = (O/g, K*Cp) @ (K*Cp, L), written in place
-                if g in written:
-                    dst.addmm_(w_piece, cols.t())
-                elif bias is None:
-                    torch.mm(w_piece, cols.t(), out=dst)
-                else:
-                    b = bias[o0:o0 + geo.out_per_group, None]
-                    torch.addmm(b, w_piece, cols.t(), out=dst)
-                written.add(g)
+        threads = torch.get_num_threads()
+        with _num_threads(1):
+            geo = _Geometry(input, weight, stride, padding, dilation, groups,
+                            deform_groups)
+            offset_rows = geo.offset_rows(offset)  # (B, Ho*Wo, dg, K, 2)
+            grid = geo.regular_grid(input.dtype)  # (Ho*Wo, 1, K, 2)
+            rows = _channels_last_rows(input, geo)  # [(1 + B*H*W, Cp)]
+            out = input.new_empty(geo.batch, geo.out_channels, geo.out_h,
+                                  geo.out_w)
+            out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
+            kh, kw = geo.kernel
+            og = geo.out_per_group
+            for n, p0, p1 in geo.chunks(chunk_bytes, input.element_size()):
+                length = p1 - p0
+                index, bilinear, _ = geo.bilinear(offset_rows, grid, n, p0,
+                                                  p1)
+                # order the samples (tap row, pixel, tap col): the columns
+                # then form a (kh, L*kw) image and the GEMM is a kh×kw conv
+                # with stride (kh, kw) -> (1, L), which oneDNN runs faster
+                # than a plain GEMM of the same shape
+                index = index.view(length, geo.deform_groups, kh, kw,
+                                   4).permute(1, 2, 0, 3, 4).contiguous()
+                bilinear = bilinear.view(length, geo.deform_groups, kh, kw,
+                                         4).permute(1, 2, 0, 3, 4).contiguous()
+                written = set()
+                for (c0, c1, g, d), x_rows in zip(geo.pieces, rows):
+                    cols = _sample(index[d].view(-1, 4),
+                                   bilinear[d].view(-1, 4),
+                                   x_rows)  # (kh*L*kw, Cp)
+                    image = cols.view(1, kh, length * kw, c1 - c0).permute(
+                        0, 3, 1, 2)  # (1, Cp, kh, L*kw), channels-last
+                    w_piece = weight[g * og:(g + 1) * og,
+                                     c0 - g * geo.in_per_group:c1 -
+                                     g * geo.in_per_group]  # (O/g, Cp, kh, kw)
+                    b_piece = None if bias is None or g in written else \
+                        bias[g * og:(g + 1) * og]
+                    with _num_threads(threads):
+                        y = F.conv2d(image, w_piece, b_piece, stride=(kh, kw))
+                    dst = out_rows[n, g * og:(g + 1) * og, p0:p1]  # (O/g, L)
+                    if g in written:
+                        dst += y[0, :, 0]
+                    else:
+                        dst.copy_(y[0, :, 0])
+                    written.add(g)
         ctx.geo = geo
         ctx.chunk_bytes = chunk_bytes
         ctx.has_bias = bias is not None
@@ -310,17 +349,25 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
+        threads = torch.get_num_threads()
+        with _num_threads(1):
+            grads = DeformConv2dCPUFunction._backward(ctx, grad_output,
+                                                      threads)
+        return grads + (None, ) * 6
+
+    @staticmethod
+    def _backward(ctx, grad_output: Tensor, threads: int):
         geo = ctx.geo
         offset, weight, *rows = ctx.saved_tensors
         need_input, need_offset, need_weight, need_bias = \
             ctx.needs_input_grad[:4]
         need_samples = need_input or need_offset
+        og = geo.out_per_group
         offset_rows = geo.offset_rows(offset)
         grid = geo.regular_grid(grad_output.dtype)
-        weights = _weight_pieces(weight, geo)
-        grad_output = grad_output.contiguous()
-        grad_out = grad_output.view(geo.batch, geo.out_channels,
-                                    geo.out_pixels)
+        weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
+        grad_out = grad_output.contiguous().view(geo.batch, geo.out_channels,
+                                                 geo.out_pixels)
         grad_rows = [torch.zeros_like(r) for r in rows] if need_input else None
         grad_weights = [torch.zeros_like(w) for w in weights] \
             if need_weight else None
@@ -328,26 +375,28 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         for n, p0, p1 in geo.chunks(ctx.chunk_bytes,
                                     grad_output.element_size()):
             length = p1 - p0
+            # (L, dg, K, 4), (L, dg, K, 4), (L, dg, K, 2)
             index, bilinear, frac = geo.bilinear(offset_rows, grid, n, p0, p1)
             grad_bilinear = torch.zeros_like(bilinear) if need_offset \
                 else None
             for i, ((c0, c1, g, d), x_rows, w_piece) in enumerate(
                     zip(geo.pieces, rows, weights)):
-                o0 = g * geo.out_per_group
-                g_out = grad_out[n, o0:o0 + geo.out_per_group, p0:p1]
+                g_out = grad_out[n, g * og:(g + 1) * og, p0:p1]  # (O/g, L)
                 idx = index[:, d].reshape(-1, 4)  # (L*K, 4)
                 bil = bilinear[:, d].reshape(-1, 4)
                 if not need_samples:
                     cols = _sample(idx, bil, x_rows).view(length, -1)
-                    # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
-                    grad_weights[i].addmm_(g_out, cols)
+                    with _num_threads(threads):
+                        # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
+                        grad_weights[i].addmm_(g_out, cols)
                     continue
                 hi = int(idx.max())
                 if hi == 0:
                     continue  # every sample of the chunk reads zeros
-                # only rows [lo-1, hi] are read: run the gather on them so
-                # the dense input gradient is chunk-sized; neighbours that
-                # count as zero land on local row 0 with weight 0
+                # only rows [lo-1, hi] are read: gather from those, so that
+                # embedding_bag's dense input gradient is chunk-sized;
+                # neighbours that count as zero go to local row 0 with
+                # weight 0
                 lo = int(torch.where(idx > 0, idx, hi).min())
                 local = (idx - (lo - 1)).clamp_(min=0)
                 x_leaf = x_rows[lo - 1:hi + 1].detach()
@@ -355,20 +404,21 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 b_leaf = bil.detach().requires_grad_(need_offset)
                 with torch.enable_grad():
                     cols = _sample(local, b_leaf, x_leaf)  # (L*K, Cp)
-                if need_weight:
-                    grad_weights[i].addmm_(g_out,
-                                           cols.detach().view(length, -1))
-                # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
-                grad_cols = torch.mm(g_out.t(), w_piece)
+                with _num_threads(threads):
+                    if need_weight:
+                        grad_weights[i].addmm_(g_out,
+                                               cols.detach().view(length, -1))
+                    # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
+                    grad_cols = torch.mm(g_out.t(), w_piece)
                 leaves = [t for t in (x_leaf, b_leaf) if t.requires_grad]
-                grads = list(
+                sample_grads = list(
                     torch.autograd.grad(cols, leaves,
                                         grad_cols.view_as(cols)))
                 del cols, grad_cols
                 if need_input:
-                    grad_rows[i][lo - 1:hi + 1] += grads.pop(0)
+                    grad_rows[i][lo - 1:hi + 1] += sample_grads.pop(0)
                 if need_offset:
-                    grad_bilinear[:, d] += grads.pop(0).view(
+                    grad_bilinear[:, d] += sample_grads.pop(0).view(
                         length, geo.taps, 4)
             if need_offset:
                 # derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x);
@@ -392,15 +442,12 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         if need_weight:
             grad_weight = torch.empty_like(weight)
             for (c0, c1, g, _), g_w in zip(geo.pieces, grad_weights):
-                grad_weight[g * geo.out_per_group:(g + 1) *
-                            geo.out_per_group, c0 - g * geo.in_per_group:c1 -
-                            g * geo.in_per_group] = g_w.view(
-                                geo.out_per_group, *geo.kernel,
-                                c1 - c0).permute(0, 3, 1, 2)
+                grad_weight[g * og:(g + 1) * og, c0 - g * geo.in_per_group:
+                            c1 - g * geo.in_per_group] = g_w.view(
+                                og, *geo.kernel, c1 - c0).permute(0, 3, 1, 2)
         if need_bias and ctx.has_bias:
             grad_bias = grad_output.sum((0, 2, 3))
-        return (grad_input, grad_offset, grad_weight, grad_bias, None, None,
-                None, None, None, None)
+        return grad_input, grad_offset, grad_weight, grad_bias
 
 
 def deform_conv2d_cpu(input: Tensor,

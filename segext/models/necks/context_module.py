@@ -44,8 +44,10 @@ def identity_init_(conv: nn.Conv2d,
     For a layer with ``c_i`` inputs and ``c_{i+1}`` outputs in a module whose
     input and output have ``C = num_channels`` channels::
 
-        k_b(t, a) = C / c_{i+1}  if t = 0 and floor(a·C / c_i) = floor(b·C / c_{i+1})
-                    ε            otherwise,   ε ~ N(0, σ²), σ = noise_ratio · C / c_{i+1}
+        k_b(t, a) = C / c_{i+1}   if t = 0 and
+                                  floor(a·C / c_i) = floor(b·C / c_{i+1})
+                    ε             otherwise, ε ~ N(0, σ²),
+                                  σ = noise_ratio · C / c_{i+1}
 
     (``t`` the tap offset from the kernel centre, ``a`` the input and ``b``
     the output channel); the bias is zero.  With ``c_i = c_{i+1} = C`` and

@@ -17,7 +17,7 @@ Labels follow mmdet's panoptic order -- things ``0..T-1``, stuff
 ``T..T+S-1`` -- and the output follows mmdet's panoptic convention:
 ``label + instance_id * INSTANCE_OFFSET``, VOID = ``num_classes``.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from mmdet.evaluation.functional import INSTANCE_OFFSET
@@ -212,7 +212,8 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
     # ------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------
-    def sample_instances(self, batch_gt_instances: InstanceList) -> InstanceList:
+    def sample_instances(self,
+                         batch_gt_instances: InstanceList) -> InstanceList:
         """Keep ``max(int(keep_fraction * N), 1)`` random GT instances of each
         image (none if it has none), in their original order (Sec. 3.3)."""
         kept = []
@@ -336,7 +337,8 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
                         seg_logits: Tensor) -> PixelData:
         size = seg_logits.shape[-2:]
         num_stuff = self.num_stuff_classes
-        det_results = det_results[det_results.scores.argsort(descending=True, stable=True)]
+        order = det_results.scores.argsort(descending=True, stable=True)
+        det_results = det_results[order]
         boxes = get_box_tensor(det_results.bboxes).to(seg_logits.dtype)
 
         # 1. paste the mask logits, drop empty / same-class-overlapped masks

@@ -47,8 +47,8 @@ def stack_gt_sem_seg(batch_data_samples: SampleList,
         segs.append(sample.gt_sem_seg.sem_seg.squeeze(0).long())
     if pad_shape is None:
         pad_shape = batch_data_samples[0].metainfo.get(
-            'batch_input_shape', tuple(max(s) for s in zip(*[
-                seg.shape for seg in segs])))
+            'batch_input_shape',
+            tuple(max(sizes) for sizes in zip(*[seg.shape for seg in segs])))
     padded = []
     for seg in segs:
         dh, dw = pad_shape[0] - seg.shape[0], pad_shape[1] - seg.shape[1]
@@ -108,10 +108,10 @@ class UPSNetSemanticHead(BaseSemanticHead):
     convolution gives the semantic logits ``X`` over all classes at 1/4 scale.
 
     Losses: pixel-wise cross-entropy of ``X`` upsampled x4 against the
-    full-resolution label map (``loss_seg``), and the RoI loss (``loss_roi_seg``)
-    -- the same 1x1 classifier applied to RoIAlign crops of the concatenated
-    feature on the non-crowd GT boxes, against the label map cropped to each
-    box.  ``loss_roi_seg=None`` disables the latter (Cityscapes).
+    full-resolution label map (``loss_seg``), and the RoI loss
+    (``loss_roi_seg``) -- the same 1x1 classifier applied to RoIAlign crops of
+    the concatenated feature on the non-crowd GT boxes, against the label map
+    cropped to each box.  ``loss_roi_seg=None`` disables the latter (Cityscapes).
 
     Args:
         num_things_classes (int): Number of thing classes. Defaults to 80.

@@ -209,3 +209,24 @@ def test_loss_decreases_on_a_fixed_batch():
     first, last = np.mean(history[:3], 0), np.mean(history[-3:], 0)
     assert last[0] < 0.7 * first[0], history
     assert last[1] < first[1] and last[2] < first[2], history
+
+
+def test_tensor_mode_runs():
+    model = build_model()
+    model.eval()
+    data = model.data_preprocessor(batch(scene(64, 64)), False)
+    with torch.no_grad():
+        outs = model(data['inputs'], data['data_samples'], mode='tensor')
+    assert outs[-1].shape == (1, T + S, 16, 16)  # the semantic logits X
+
+
+def test_mismatched_class_counts_name_the_head():
+    init_default_scope('mmdet')
+    cfg = tiny_model_cfg()
+    cfg.roi_head.mask_head.num_classes = 80
+    with pytest.raises(ValueError, match='mask_head.num_classes'):
+        MODELS.build(cfg)
+    cfg = tiny_model_cfg()
+    cfg.semantic_head.num_stuff_classes = 53
+    with pytest.raises(ValueError, match='semantic_head'):
+        MODELS.build(cfg)

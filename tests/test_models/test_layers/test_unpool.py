@@ -49,7 +49,7 @@ def random_case(gen, ties: bool):
 def test_unpool_puts_every_max_back_at_its_source(ceil_mode, ties):
     gen = torch.Generator().manual_seed(int(ceil_mode) * 2 + int(ties))
     odd_seen = False
-    for _ in range(25):
+    for _ in range(15):
         x = random_case(gen, ties)
         h, w = x.shape[-2:]
         odd_seen |= h % 2 == 1 or w % 2 == 1
@@ -76,7 +76,7 @@ def test_unpool_puts_every_max_back_at_its_source(ceil_mode, ties):
 @pytest.mark.parametrize('ceil_mode', [True, False])
 def test_compact_indices_round_trip_to_torch_flat_indices(ceil_mode):
     gen = torch.Generator().manual_seed(7)
-    for k in range(30):
+    for k in range(12):
         x = random_case(gen, ties=k % 2 == 0).float()
         if k % 3 == 0:
             x = x.to(memory_format=torch.channels_last)
@@ -158,15 +158,15 @@ def test_gradients_flow_to_source_positions_gradcheck():
     gen = torch.Generator().manual_seed(3)
     for ceil_mode in (True, False):
         # distinct values: max-pooling is differentiable there
-        x = torch.randn(2, 3, 7, 9, dtype=torch.float64, generator=gen,
+        x = torch.randn(1, 2, 5, 7, dtype=torch.float64, generator=gen,
                         requires_grad=True)
         pooled, indices, size = max_pool2d_compact(x, ceil_mode=ceil_mode)
         values = torch.randn(pooled.shape, dtype=torch.float64,
                              generator=gen, requires_grad=True)
-        assert torch.autograd.gradcheck(
-            lambda v: max_unpool2d_compact(v, indices, size), (values, ))
+        unpool = lambda v: max_unpool2d_compact(v, indices, size)  # noqa
+        assert torch.autograd.gradcheck(unpool, (values, ))
         assert torch.autograd.gradgradcheck(
-            lambda v: max_unpool2d_compact(v, indices, size), (values, ))
+            unpool, (values, ), fast_mode=True)
         assert torch.autograd.gradcheck(
             lambda t: max_pool2d_compact(t, ceil_mode=ceil_mode)[0], (x, ))
         # the unpooling's gradient is the gradient read at the source

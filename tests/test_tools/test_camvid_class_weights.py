@@ -1,0 +1,54 @@
+"""tools/dataset_converters/camvid_class_weights.py: median frequency
+balancing (Eigen & Fergus) on a hand-made set with known answers."""
+import importlib.util
+import os.path as osp
+
+import mmcv
+import numpy as np
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+spec = importlib.util.spec_from_file_location(
+    'camvid_class_weights',
+    osp.join(ROOT, 'tools', 'dataset_converters', 'camvid_class_weights.py'))
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+
+# 3 classes, void = 11.  Image 1 (6 px): class 0 x2, class 1 x3, void x1;
+# image 2 (6 px): class 0 x1, class 2 x3, void x2.
+IMAGES = [np.array([[0, 0, 1], [1, 1, 11]], np.uint8),
+          np.array([[0, 2, 2], [2, 11, 11]], np.uint8)]
+
+
+def test_formula_on_hand_made_set():
+    class_pixels, image_pixels = tool.class_pixel_counts(IMAGES, 3)
+    assert class_pixels.tolist() == [3, 3, 3]
+    # class 0 occurs in both images (12 px), 1 and 2 in one each (6 px)
+    assert image_pixels.tolist() == [12, 6, 6]
+    # freq = 3/12, 3/6, 3/6 = 0.25, 0.5, 0.5; median 0.5
+    weights = tool.median_frequency_weights(class_pixels, image_pixels)
+    np.testing.assert_allclose(weights, [2.0, 1.0, 1.0])
+    # NOT the global frequency (3/12 for every class -> all weights 1)
+    assert not np.allclose(weights, 1.0)
+
+
+def test_absent_class_gets_weight_zero_and_stays_out_of_the_median():
+    class_pixels, image_pixels = tool.class_pixel_counts(IMAGES, 4)
+    weights = tool.median_frequency_weights(class_pixels, image_pixels)
+    np.testing.assert_allclose(weights, [2.0, 1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match='no pixel of any class'):
+        tool.median_frequency_weights([0, 0], [0, 0])
+
+
+def test_cli_reads_annotation_pngs(tmp_path, capsys):
+    ann = tmp_path / 'trainannot'
+    ann.mkdir()
+    for i, labels in enumerate(IMAGES):
+        mmcv.imwrite(labels, str(ann / f'{i:03d}.png'))
+    weights = tool.main([str(tmp_path), '--num-classes', '3'])
+    np.testing.assert_allclose(weights, [2.0, 1.0, 1.0])
+    out = capsys.readouterr().out
+    assert '2 annotations' in out
+    assert 'class_weight=[2.0000, 1.0000, 1.0000]' in out
+    with pytest.raises(SystemExit, match='no annotation PNG'):
+        tool.main([str(tmp_path), '--split', 'val'])
