@@ -60,8 +60,9 @@ else
 fi
 
 # 2. build/run-time tooling: torch 2.13 needs setuptools >= 77; mmcv's setup.py
-#    and mmengine's mmdet::/mmseg:: base lookup import pkg_resources (< 81).
-"${PIP[@]}" install -q "setuptools>=77,<81" wheel "numpy<2"
+#    and mmengine's mmdet::/mmseg:: base lookup import pkg_resources (< 81);
+#    < 80 still has the egg-link `develop` install used in step 5.
+"${PIP[@]}" install -q "setuptools>=77,<80" wheel "numpy<2"
 
 # 3. mmcv 2.1.0 with ops.  mmdet 3.3.0 / mmseg 1.2.2 refuse mmcv >= 2.2, and
 #    PyPI has no mmcv 2.1.0 wheel for this torch: use one from PIP_FIND_LINKS if
@@ -94,7 +95,11 @@ log "installing the pinned OpenMMLab stack"
 "${PIP[@]}" install -q --no-deps openmim==0.3.9
 
 # 5. segext itself, editable (also links tools/ and configs/ into segext/.mim).
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+#    A legacy `develop` install (egg-link, as OpenMMLab repos use): mim locates
+#    a package through its distribution's location, which a PEP 660 editable
+#    install reports as site-packages, so `mim train segext` would not find
+#    segext/.mim/tools.
+"${PIP[@]}" install -q --no-build-isolation --no-use-pep517 --no-deps -e "$ROOT"
 
 if ! stack_imports; then
   log "ERROR: the environment does not import cleanly:"

@@ -1,5 +1,5 @@
 # Sourced by tools/slurm_train.sh and tools/slurm_test.sh (not run directly).
-# In: PARTITION, GPUS, GPUS_PER_NODE, CPUS_PER_TASK, TASKS_PER_NODE.
+# In: PARTITION, GPUS, GPUS_PER_NODE, CPUS_PER_TASK, TASKS_PER_NODE, PORT.
 # Out: SRUN_RESOURCES (array of srun options for the tasks' resources).
 #
 # GPU mode (upstream's): one task per GPU, --gres=gpu:GPUS_PER_NODE.
@@ -9,11 +9,12 @@
 # (gloo) even on nodes that do have GPUs, and OMP_NUM_THREADS defaults to
 # CPUS_PER_TASK.
 SRUN_RESOURCES=(--ntasks="${GPUS}" --cpus-per-task="${CPUS_PER_TASK}")
-if [ "${GPUS_PER_NODE}" = 0 ] ||
-        ! sinfo -h -p "${PARTITION}" -o '%G' 2>/dev/null | grep -q 'gpu'; then
+PARTITION_GRES=$(sinfo -h -p "${PARTITION}" -o '%G' 2>/dev/null | sort -u |
+                 tr '\n' ' ')
+if [ "${GPUS_PER_NODE}" = 0 ] || [[ "${PARTITION_GRES}" != *gpu* ]]; then
     echo "$(basename "$0"): CPU mode (GPUS_PER_NODE=${GPUS_PER_NODE}," \
-         "partition GRES: $(sinfo -h -p "${PARTITION}" -o '%G' 2>/dev/null |
-         sort -u | tr '\n' ' ')): ${GPUS} CPU task(s), gloo" >&2
+         "GRES of ${PARTITION}: ${PARTITION_GRES:-none}): ${GPUS} CPU" \
+         "task(s), gloo" >&2
     if [ -n "${TASKS_PER_NODE:-}" ]; then
         SRUN_RESOURCES+=(--ntasks-per-node="${TASKS_PER_NODE}")
     elif [ "${GPUS_PER_NODE}" != 0 ]; then

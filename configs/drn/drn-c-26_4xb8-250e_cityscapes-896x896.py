@@ -8,4 +8,5 @@ model = dict(
         arch='C',
         depth=26,
         init_cfg=dict(
-            type='Pretrained', checkpoint='checkpoints/drn-c-26_imagenet.pth')))
+            type='Pretrained',
+            checkpoint='checkpoints/drn-c-26_imagenet.pth')))

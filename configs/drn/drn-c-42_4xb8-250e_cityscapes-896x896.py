@@ -8,4 +8,5 @@ model = dict(
         arch='C',
         depth=42,
         init_cfg=dict(
-            type='Pretrained', checkpoint='checkpoints/drn-c-42_imagenet.pth')))
+            type='Pretrained',
+            checkpoint='checkpoints/drn-c-42_imagenet.pth')))

@@ -29,7 +29,8 @@ model = dict(
         arch='D',
         depth=22,
         init_cfg=dict(
-            type='Pretrained', checkpoint='checkpoints/drn-d-22_imagenet.pth')),
+            type='Pretrained',
+            checkpoint='checkpoints/drn-d-22_imagenet.pth')),
     decode_head=dict(num_classes=19))
 
 train_pipeline = [

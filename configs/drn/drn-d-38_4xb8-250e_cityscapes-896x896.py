@@ -8,4 +8,5 @@ model = dict(
         arch='D',
         depth=38,
         init_cfg=dict(
-            type='Pretrained', checkpoint='checkpoints/drn-d-38_imagenet.pth')))
+            type='Pretrained',
+            checkpoint='checkpoints/drn-d-38_imagenet.pth')))

@@ -1,8 +1,7 @@
 # UPSNet R-50-FPN on Cityscapes panoptic (8 things + 11 stuff), the authors'
 # Cityscapes recipe: 2-layer semantic head (256-128-128), w_sem 1.0, no RoI
 # semantic loss, w_pan 0.5, stuff area limit 2048; 12k iterations at batch
-# 16, lr 0.02, x0.1 at 9k, 1500 warmup iterations from 0.1x; train scales
-# 800-1024 (max 2048), test at 1024.
+# 16, lr 0.02, x0.1 at 9k, 1500 warmup iterations from 0.1x.
 _base_ = [
     '../_base_/models/upsnet_r50_fpn.py',
     '../_base_/datasets/cityscapes_panoptic.py',
@@ -30,29 +29,8 @@ model = dict(
         loss_panoptic=dict(loss_weight=0.5)),
     test_cfg=dict(panoptic=dict(stuff_area_limit=2048)))
 
-# multi-scale training: short side 800..1024 (step 32), long side <= 2048
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='LoadPanopticAnnotations', backend_args={{_base_.backend_args}}),
-    dict(
-        type='RandomChoiceResize',
-        scales=[(2048, s) for s in range(800, 1025, 32)],
-        keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
-    dict(type='LoadPanopticAnnotations', backend_args={{_base_.backend_args}}),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# the dataset base already has the authors' scales: train short side
+# 800..1024 (long <= 2048) with flip, test at 1024
 
 # 12k iterations at total batch 16 (8 GPUs x 2 images)
 max_iters = 12000
@@ -71,9 +49,11 @@ param_scheduler = [
         milestones=[9000],
         gamma=0.1)
 ]
+# as on COCO, the authors train biases at 2x lr without weight decay
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001))
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001),
+    paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 default_hooks = dict(

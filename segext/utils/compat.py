@@ -6,7 +6,9 @@ shim below says what breaks, why, and when it can go.  :func:`apply` is called
 once when ``segext`` is imported (also through ``custom_imports``), so the stock
 ``tools/train.py`` of mmdet/mmseg gets the same fixes as ours.
 
-Every shim is idempotent and leaves the CUDA path exactly as upstream's.
+Every shim is idempotent.  The distributed ones (section 2) choose at run time
+and leave the CUDA path exactly as upstream's; the checkpoint-safety ones
+(section 3) apply on every device.
 """
 from __future__ import annotations
 
@@ -391,7 +393,8 @@ def _patch_sync_batchnorm():
 # ``--resume`` then fails on the path '').  Fixes:
 #   * ``LocalBackend.put``/``put_text`` write a temp file in the same
 #     directory, fsync it and ``os.replace`` it over the target (atomic on
-#     POSIX): a reader sees the old file or the new one, never a torn one;
+#     POSIX): a reader sees the old file or the new one, never a torn one,
+#     even after a node crash;
 #   * ``CheckpointHook._save_checkpoint_with_step`` removes outdated
 #     checkpoints only after the new one is on disk (and the temp files a
 #     killed save left behind);

@@ -1,6 +1,7 @@
 """UPSNet configs: the authors' settings, the toy config's equal budget with
-the Panoptic FPN baseline, and real train/eval steps through mmdet's data
-pipeline on synthetic data (COCO config with the real 133 categories)."""
+the Panoptic FPN baseline, and real train/eval steps through the configs' data
+pipelines on synthetic data (the COCO config with the real 133 categories,
+the Cityscapes config in the Cityscapes layout)."""
 import os.path as osp
 
 import pytest
@@ -102,7 +103,7 @@ def synthetic(tmp_path_factory):
     from segext.datasets.synthetic import generate
     root = tmp_path_factory.mktemp('upsnet_synthetic')
     paths = {}
-    for layout in ('coco', 'coco-categories'):
+    for layout in ('coco', 'coco-categories', 'cityscapes'):
         out = str(root / layout)
         generate(out, layout=layout, num_train=2, num_val=2, size=(64, 96))
         paths[layout] = out + '/'
@@ -116,6 +117,8 @@ def _dataset(cfg, split, data_root):
     for step in ds_cfg.pipeline:
         if step.type == 'Resize':
             step.scale = TINY
+        elif step.type == 'RandomResize':
+            step.scale = [TINY, TINY]
     return DATASETS.build(ds_cfg)
 
 
@@ -135,9 +138,9 @@ def _train_step(cfg, data_root):
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
     log_vars = model.train_step(data, optim_wrapper)
-    for key in ('loss', 'loss_mask', 'loss_seg', 'loss_roi_seg',
-                'loss_panoptic'):
+    for key in ('loss', 'loss_mask', 'loss_seg', 'loss_panoptic'):
         assert torch.isfinite(log_vars[key]), key
+    assert ('loss_roi_seg' in log_vars) == model.semantic_head.with_roi_loss
     return model
 
 
@@ -145,6 +148,15 @@ def test_coco_config_train_step_on_coco_categories(synthetic):
     cfg = Config.fromfile(ALIAS)
     model = _train_step(cfg, synthetic['coco-categories'])
     assert model.semantic_head.conv_logits.out_channels == 133
+
+
+def test_cityscapes_config_train_step(synthetic):
+    if not osp.exists(
+            osp.join(REPO, 'configs/_base_/datasets/cityscapes_panoptic.py')):
+        pytest.skip('configs/_base_/datasets/cityscapes_panoptic.py is not '
+                    'written yet')
+    model = _train_step(Config.fromfile(CITYSCAPES), synthetic['cityscapes'])
+    assert model.semantic_head.conv_logits.out_channels == 19
 
 
 def test_toy_config_train_step_and_panoptic_evaluation(synthetic):

@@ -74,6 +74,7 @@ class Proc:
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait(self, timeout, check=True):
+        """Wait (again: idempotent) and check the exit status."""
         try:
             rc = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -88,11 +89,14 @@ class Proc:
         return rc
 
     def kill(self):
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Kill the process group (a no-op once the process has ended)."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.popen.wait()
+        self._out.close()
 
     def tail(self, n=6000):
         with open(self.log, errors='replace') as f:

@@ -79,10 +79,11 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def cluster_and_references(tmp_path_factory, data_root):
+    """Start the cluster; the single-process references train meanwhile
+    (and alongside the first Slurm job) -- :func:`references` waits."""
     reason = _cannot_start()
     if reason:
         _skip_or_fail(reason)
-    # the single-process references train while the cluster comes up
     started = H.start_reference_runs(tmp_path_factory, data_root, ('gn', ))
     t0 = time.time()
     proc = subprocess.run(['bash', osp.join(SLURM_DIR,
@@ -97,10 +98,11 @@ def cluster_and_references(tmp_path_factory, data_root):
     state_dir = proc.stdout.strip().splitlines()[-1]
     print(f'\n[slurm] cluster up in {time.time() - t0:.1f} s '
           f'({proc.stderr.strip().splitlines()[-1]})')
-    cluster = Cluster(state_dir, 'segext')
     try:
-        yield cluster, H.wait_references(started)
+        yield Cluster(state_dir, 'segext'), started
     finally:
+        for p in started[1]:
+            p.kill()
         subprocess.run(['bash', osp.join(SLURM_DIR, 'stop_local_cluster.sh'),
                         state_dir], timeout=120)
 
@@ -112,7 +114,7 @@ def cluster(cluster_and_references):
 
 @pytest.fixture(scope='module')
 def references(cluster_and_references):
-    return cluster_and_references[1]
+    return H.wait_references(cluster_and_references[1])
 
 
 def slurm_env(cluster, **extra):

@@ -185,3 +185,24 @@ def test_clear_errors(tmp_path, data_root, case):
     assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-3000:])
     assert expect in proc.stderr, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_mim_train_and_test_segext(tmp_path, data_root):
+    """``mim train segext`` / ``mim test segext`` find segext/.mim/tools."""
+    import shutil
+    mim = shutil.which('mim', path=osp.dirname(sys.executable))
+    assert mim, 'openmim is part of the environment (tools/setup_env.sh)'
+    assert osp.isfile(osp.join(ROOT, 'segext', '.mim', 'tools', 'train.py'))
+    work = str(tmp_path / 'mim')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    for cmd in (
+        [mim, 'train', 'segext', TINY_SEG, '--gpus', '0', '-y',
+         '--work-dir', work] + seg_opts(data_root),
+        [mim, 'test', 'segext', TINY_SEG, '--checkpoint',
+         osp.join(work, 'iter_4.pth'), '--gpus', '0', '-y',
+         '--work-dir', work] + seg_opts(data_root),
+    ):
+        proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, timeout=600,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    assert 'mIoU' in last_json_record(work, 'mIoU')

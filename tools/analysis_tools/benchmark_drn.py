@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """DRN vs mmseg's dilated ResNet (D8) backbones: CPU latency and peak memory.
 
-    python tools/analysis_tools/benchmark_drn.py            # 512x1024, 3 rounds
+    python tools/analysis_tools/benchmark_drn.py     # 512x1024, 3 rounds
 
 Pairs (both output stride 8, batch 1, inference, backbone only):
 DRN-D-22 vs ResNet-18-D8 and DRN-C-26 vs ResNet-34-D8, where ResNet-X-D8 is
@@ -50,6 +50,9 @@ MODELS = {
         dilations=(1, 1, 2, 4), contract_dilation=True),
 }
 PAIRS = [('DRN-D-22', 'ResNet-18-D8'), ('DRN-C-26', 'ResNet-34-D8')]
+# --macs-only also lists the output-stride-32 ResNet-18 of mmdet's FPN
+# configs (configs/panoptic_fpn/panoptic-fpn_r18_fpn_synthetic.py).
+EXTRA_MACS = {'ResNet-18': dict(type='ResNet', depth=18, out_indices=(3, ))}
 
 
 def _build(name):
@@ -58,7 +61,7 @@ def _build(name):
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS as SEG_MODELS
     init_default_scope('mmseg')
-    return SEG_MODELS.build(dict(MODELS[name]))
+    return SEG_MODELS.build(dict({**MODELS, **EXTRA_MACS}[name]))
 
 
 def _proc_kb(field):
@@ -144,6 +147,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=3,
                         help='timed forwards per process (median)')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--macs-only', action='store_true',
+                        help='only print parameters and conv GMACs (fast)')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -155,6 +160,18 @@ def main(argv=None):
                                 args.threads)))
         return
     names = [n for pair in PAIRS for n in pair]
+    if args.macs_only:
+        _build('DRN-D-22')  # registers DRN in this process
+        import torch
+        print(f'input 1x3x{args.size[0]}x{args.size[1]}')
+        print('| backbone | params | conv GMACs |')
+        print('|---|---:|---:|')
+        for name in names + list(EXTRA_MACS):
+            with torch.device('meta'):
+                n = sum(p.numel() for p in _build(name).parameters())
+            print(f'| {name} | {n:,} | '
+                  f'{conv_gmacs(name, tuple(args.size)):.1f} |')
+        return
     print(f'input 1x3x{args.size[0]}x{args.size[1]}, batch 1, CPU, '
           f'{args.threads} thread(s), {args.rounds} interleaved rounds x '
           f'{args.iters} timed forwards, torch.no_grad()', flush=True)

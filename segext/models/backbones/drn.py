@@ -1,27 +1,30 @@
 """Dilated Residual Networks (DRN), registered in mmseg's and mmdet's MODELS.
 
-Yu, Koltun, Funkhouser, "Dilated Residual Networks", CVPR 2017.
+Yu, Koltun, Funkhouser, "Dilated Residual Networks", CVPR 2017, and the
+authors' code (github.com/fyu/drn, which adds the DRN-D family).
 
-The paper describes a network as a stem followed by *levels* (its G1..G8,
-Figure 6 and Table 1).  This file builds exactly those levels, one
-``layer{i}`` attribute per level, so that the paper's Table 1 can be held next
-to :attr:`DRN.level_settings`::
+The paper draws DRN-A/B/C as a stem followed by eight *levels* (Sec. 4,
+"Degridding", and its architecture figure).  This file builds exactly those
+levels, one ``layer{i}`` per level, so that the figure can be held next to
+:attr:`DRN.level_settings`::
 
-    level  C / B                   D                    stride  dilation
-    stem   7x7 conv 3->16 s1, BN, ReLU (no max-pool)    1       1
-    1      BasicBlock, 16          conv-BN-ReLU, 16      1       1
-    2      BasicBlock, 32          conv-BN-ReLU, 32      2       1
-    3      block, 64               block, 64             2       1
-    4      block, 128              block, 128            2       1
-    5      block, 256              block, 256            1       2
-    6      block, 512              block, 512            1       4
-    7      BasicBlock, no residual conv-BN-ReLU, 512     1       2
-    8      BasicBlock, no residual conv-BN-ReLU, 512     1       1
+    level  C (B)                    D                     stride  dilation
+    stem   7x7 conv 3->16 s1, BN, ReLU (no max-pool)     1       1
+    1      BasicBlock, 16           conv-BN-ReLU, 16      1       1
+    2      BasicBlock, 32           conv-BN-ReLU, 32      2       1
+    3      block, 64                block, 64             2       1
+    4      block, 128               block, 128            2       1
+    5      block, 256               block, 256            1       2
+    6      block, 512               block, 512            1       4
+    7      BasicBlock, no residual  conv-BN-ReLU, 512     1       2
+           (B: with residual)
+    8      BasicBlock, no residual  conv-BN-ReLU, 512     1       1
+           (B: with residual)
 
 ("block" is the variant's BasicBlock or Bottleneck; Bottleneck variants have
-256/512/1024/2048 channels in levels 3-6.)  DRN-B keeps the residuals of
-levels 7-8.  DRN-A is a ResNet whose last two stages are dilated instead of
-strided (Sec. 2 of the paper); it has the four ResNet stages as its levels.
+256/512/1024/2048 channels in levels 3-6.)  DRN-A (Sec. 2) is a ResNet whose
+last two stages are dilated instead of strided; its levels are the four
+ResNet stages.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -110,30 +113,39 @@ class DRNBasicBlock(BaseModule):
 
 
 class DRN(BaseModule):
-    """Dilated Residual Network backbone (DRN-A/B/C/D).
+    """Dilated Residual Network backbone (DRN-A/B/C/D), output stride 8.
 
-    Output stride 8 for every variant.  Variants (paper Table 1 / Table 2;
-    parameter counts are the paper's, with a 1000-class fc):
+    Variants (:attr:`arch_settings`; blocks per level for A/B/C, blocks or
+    plain conv layers per level for D):
 
-    ====  =====================================  ==========  ==============
-    arch  depths                                 block       counts (lvl 1-8)
-    ====  =====================================  ==========  ==============
-    A     18, 34 / 50                            Basic/Bottl ResNet stages
-    B     26                                     Basic       1,1,2,2,2,2,1,1
-    C     26, 42 / 58                            Basic/Bottl 1,1,2,2,2,2,1,1 /
-                                                             1,1,3,4,6,3,1,1
-    D     22, 24, 38, 40 / 54, 56, 105, 107      Basic/Bottl see arch_settings
-    ====  =====================================  ==========  ==============
+    =====  ==========  ===========  =================================
+    arch   depths      block (3-6)  per level
+    =====  ==========  ===========  =================================
+    A      18, 34      Basic        ResNet-18/34 stages 2-5
+    A      50          Bottleneck   ResNet-50 stages 2-5
+    B      26          Basic        1,1,2,2,2,2,1,1
+    C      26 / 42     Basic        1,1,2,2,2,2,1,1 / 1,1,3,4,6,3,1,1
+    C      58          Bottleneck   1,1,3,4,6,3,1,1
+    D      22 / 24     Basic        1,1,2,2,2,2,1,1 / ...,2,2
+    D      38 / 40     Basic        1,1,3,4,6,3,1,1 / ...,2,2
+    D      54 / 56     Bottleneck   1,1,3,4,6,3,1,1 / ...,2,2
+    D      105 / 107   Bottleneck   1,1,3,4,23,3,1,1 / ...,2,2
+    =====  ==========  ===========  =================================
 
-    * **B, C, D** (Sec. 4, Fig. 6): a 16-channel full-resolution stem, then
-      levels 1-8 of :attr:`level_settings`.  Levels 5 and 6 are dilated by 2
-      and 4 with no stride, and every block of them, the first included, uses
-      the level's dilation.  Degridding: levels 1-2 replace ResNet's strided
-      conv + max-pool (C: residual BasicBlocks, D: plain conv layers), and
-      levels 7-8 step the dilation back down (2, then 1) without residuals
-      (B keeps them).  DRN-C-58's level 7 has no downsample: the authors'
-      code builds a 2048->512 projection its non-residual block never uses
-      (``tools/model_converters/drn2segext.py`` drops it).
+    Parameter counts equal the authors' models exactly (with their 1000-class
+    fc added, which a backbone does not have): see docs/drn.md and
+    ``tools/analysis_tools/count_drn_params.py``.
+
+    * **B, C, D** (Sec. 4; D from the authors' code): a 16-channel
+      full-resolution stem, then levels 1-8 of :attr:`level_settings`.
+      Levels 5 and 6 are dilated by 2 and 4 with no stride, and every block
+      of them, the first included, uses the level's dilation.  Degridding:
+      levels 1-2 replace ResNet's strided conv + max-pool (C: residual
+      BasicBlocks, D: plain conv layers), and levels 7-8 step the dilation
+      back down (2, then 1) without residuals (B keeps them).  DRN-C-58's
+      level 7 has no downsample: the authors' code builds a 2048->512
+      projection its non-residual block never uses (no gradient; DDP would
+      need ``find_unused_parameters``); ``drn2segext.py`` drops it.
     * **A** (Sec. 2): a ResNet (7x7 stride-2 stem + max-pool) whose stages
       2-5 have strides (1, 2, 1, 1) and dilations (1, 1, 2, 4).  As in the
       PAPER, the first block of a dilated stage keeps the previous dilation
@@ -153,7 +165,7 @@ class DRN(BaseModule):
         out_indices (Sequence[int], optional): Levels to output, 0-based:
             ``i`` is the paper's level ``i + 1`` (B/C/D: 0..7, strides
             1, 2, 4, 8, 8, 8, 8, 8), or ResNet stage ``i + 2`` (A: 0..3,
-            strides 4, 4, 8, 8).  None (default) outputs every level, as
+            strides 4, 8, 8, 8).  None (default) outputs every level, as
             mmseg's ResNet outputs every stage.
         frozen_stages (int): Freeze (eval mode, no grad) the stem and levels
             ``1..frozen_stages``; -1 freezes nothing, 0 only the stem.
@@ -167,7 +179,7 @@ class DRN(BaseModule):
             to save activation memory at the cost of a second forward.
             Default: False.
         init_cfg (dict or list[dict], optional): e.g.
-            ``dict(type='Pretrained', checkpoint='drn_d_22_segext.pth')``
+            ``dict(type='Pretrained', checkpoint='drn-d-22_imagenet.pth')``
             for weights converted by ``tools/model_converters/drn2segext.py``.
             Default: Kaiming (fan_out, normal) for convs as the authors,
             constant 1 for norms.
@@ -180,8 +192,8 @@ class DRN(BaseModule):
         [(1, 64, 16, 16), (1, 512, 8, 8)]
     """
 
-    # depth -> (block of the 'block' levels, blocks/layers per level);
-    # paper Table 1 (A: the ResNet stages 2-5).
+    # depth -> (block of the 'block' levels, blocks/layers per level 1..8);
+    # A: the ResNet stages 2-5.
     arch_settings = {
         'A': {
             18: (DRNBasicBlock, (2, 2, 2, 2)),

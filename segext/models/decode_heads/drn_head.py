@@ -1,6 +1,7 @@
 """The DRN authors' segmentation head, as an mmseg decode head.
 
-Yu, Koltun, Funkhouser, "Dilated Residual Networks", CVPR 2017, Sec. 5.2:
+Yu, Koltun, Funkhouser, "Dilated Residual Networks", CVPR 2017 (Sec. 5,
+semantic segmentation) and the authors' segment.py (``DRNSeg``):
 the last level of the backbone (output stride 8) -> a 1x1 classifier -> x8
 upsampling by a FIXED transposed convolution initialised to bilinear
 interpolation (kernel 16, stride 8, padding 4, one group per class), not

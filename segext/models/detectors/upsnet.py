@@ -55,24 +55,19 @@ class UPSNet(TwoStagePanopticSegmentor):
 
     def _check_class_counts(self) -> None:
         """The heads must agree on the things/stuff split."""
-        counts = {
-            'semantic_head':
-            (self.semantic_head.num_things_classes,
-             self.semantic_head.num_stuff_classes),
-            'panoptic_fusion_head': (self.num_things_classes,
-                                     self.num_stuff_classes),
-        }
-        if counts['semantic_head'] != counts['panoptic_fusion_head']:
+        semantic = (self.semantic_head.num_things_classes,
+                    self.semantic_head.num_stuff_classes)
+        panoptic = (self.num_things_classes, self.num_stuff_classes)
+        if semantic != panoptic:
             raise ValueError(
                 '(num_things_classes, num_stuff_classes) differ: '
-                f'semantic_head {counts["semantic_head"]} vs '
-                f'panoptic_fusion_head {counts["panoptic_fusion_head"]}')
+                f'semantic_head {semantic} vs panoptic_fusion_head {panoptic}')
         for name in ('bbox_head', 'mask_head'):
-            head = getattr(self.roi_head, name)
-            if head.num_classes != self.num_things_classes:
+            num_classes = getattr(self.roi_head, name).num_classes
+            if num_classes != self.num_things_classes:
                 raise ValueError(
-                    f'roi_head.{name}.num_classes ({head.num_classes}) must '
-                    'equal the panoptic num_things_classes '
+                    f'roi_head.{name}.num_classes ({num_classes}) must equal '
+                    f'the panoptic num_things_classes '
                     f'({self.num_things_classes})')
 
     def loss(self, batch_inputs: Tensor,

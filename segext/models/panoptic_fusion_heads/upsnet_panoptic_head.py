@@ -215,11 +215,19 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
     def sample_instances(self,
                          batch_gt_instances: InstanceList) -> InstanceList:
         """Keep ``max(int(keep_fraction * N), 1)`` random GT instances of each
-        image (none if it has none), in their original order (Sec. 3.3)."""
+        image (none if it has none), in their original order (Sec. 3.3).
+
+        At most ``254 - S`` are kept, so that no target index (``S + i``,
+        unknown ``S + N``) reaches the ignore index 255; only images with
+        hundreds of instances are affected, and their extra instances are
+        *unknown* like the dropped ones.
+        """
+        max_keep = IGNORE_INDEX - 1 - self.num_stuff_classes
         kept = []
         for gt_instances in batch_gt_instances:
             num = len(gt_instances)
             num_keep = max(int(num * self.keep_fraction), 1) if num else 0
+            num_keep = min(num_keep, max_keep)
             keep = torch.randperm(num)[:num_keep].sort().values
             kept.append(gt_instances[keep.to(gt_instances.labels.device)])
         return kept

@@ -111,7 +111,8 @@ class UPSNetSemanticHead(BaseSemanticHead):
     full-resolution label map (``loss_seg``), and the RoI loss
     (``loss_roi_seg``) -- the same 1x1 classifier applied to RoIAlign crops of
     the concatenated feature on the non-crowd GT boxes, against the label map
-    cropped to each box.  ``loss_roi_seg=None`` disables the latter (Cityscapes).
+    cropped to each box.  ``loss_roi_seg=None`` disables the latter
+    (Cityscapes).
 
     Args:
         num_things_classes (int): Number of thing classes. Defaults to 80.

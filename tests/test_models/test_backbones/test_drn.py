@@ -218,7 +218,8 @@ def test_default_init_is_the_authors():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(arch='E'), r"invalid arch='E'.*\['A', 'B', 'C', 'D'\]"),
-    (dict(arch='C', depth=22), r'invalid depth=22 for arch=.C.*\[26, 42, 58\]'),
+    (dict(arch='C', depth=22),
+     r'invalid depth=22 for arch=.C.*\[26, 42, 58\]'),
     (dict(arch='D', depth=22, out_indices=(8, )), r'out_indices=\(8,\)'),
     (dict(arch='A', depth=18, out_indices=(4, )), r'0\.\.3'),
     (dict(arch='D', depth=22, frozen_stages=9), r'frozen_stages=9'),

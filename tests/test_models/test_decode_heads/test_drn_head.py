@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
@@ -138,7 +139,9 @@ def test_built_from_mmseg_registry_in_a_segmentor():
                 type='DRN', arch='D', depth=22, out_indices=(7, ),
                 channels=(8, 8, 16, 16, 16, 32, 32, 32)),
             decode_head=dict(type='DRNHead', in_channels=32, in_index=-1,
-                             num_classes=3)))
+                             num_classes=3),
+            train_cfg=dict(),
+            test_cfg=ConfigDict(mode='whole')))
     model.init_weights()
     x = torch.rand(2, 3, 40, 48)
     data = samples(2, 40, 48, 3)

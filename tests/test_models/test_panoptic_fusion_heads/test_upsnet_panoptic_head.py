@@ -226,8 +226,9 @@ def test_sample_instances_keep_fraction():
             bboxes=torch.rand(n, 4), labels=torch.arange(n) % T)
 
     torch.manual_seed(0)
-    kept = head.sample_instances([gts(5), gts(1), gts(0), gts(10)])
-    assert [len(k) for k in kept] == [3, 1, 0, 7]
+    kept = head.sample_instances([gts(5), gts(1), gts(0), gts(10), gts(400)])
+    # 400 * 0.7 = 280 would put targets past the ignore index 255
+    assert [len(k) for k in kept] == [3, 1, 0, 7, 254 - S]
 
 
 def test_sample_instances_is_seeded_and_ordered():
