@@ -3,15 +3,19 @@
 # Out: SRUN_RESOURCES (array of srun options for the tasks' resources).
 #
 # GPU mode (upstream's): one task per GPU, --gres=gpu:GPUS_PER_NODE.
-# CPU mode, when GPUS_PER_NODE=0 or the partition has no GPU GRES (sinfo
-# %G): never --gres=gpu; GPUS tasks, TASKS_PER_NODE of them per node when
+# CPU mode, when GPUS_PER_NODE=0 or sinfo says the partition has no GPU GRES
+# (%G): never --gres=gpu; GPUS tasks, TASKS_PER_NODE of them per node when
 # set; CUDA_VISIBLE_DEVICES is emptied so every task takes the CPU path
 # (gloo) even on nodes that do have GPUs, and OMP_NUM_THREADS defaults to
 # CPUS_PER_TASK.
 SRUN_RESOURCES=(--ntasks="${GPUS}" --cpus-per-task="${CPUS_PER_TASK}")
-PARTITION_GRES=$(sinfo -h -p "${PARTITION}" -o '%G' 2>/dev/null | sort -u |
-                 tr '\n' ' ')
-if [ "${GPUS_PER_NODE}" = 0 ] || [[ "${PARTITION_GRES}" != *gpu* ]]; then
+# GRES of the partition's nodes, e.g. "gpu:8(S:0-1)" or "(null)"; empty when
+# sinfo failed -- then GPU mode, as upstream, never CPU training by accident.
+PARTITION_GRES=$(timeout 30 sinfo -h -p "${PARTITION}" -o '%G' 2>/dev/null |
+                 sort -u | tr '\n' ' ')
+if [ "${GPUS_PER_NODE}" = 0 ] ||
+        { [ -n "${PARTITION_GRES// /}" ] &&
+          [[ "${PARTITION_GRES}" != *gpu* ]]; }; then
     echo "$(basename "$0"): CPU mode (GPUS_PER_NODE=${GPUS_PER_NODE}," \
          "GRES of ${PARTITION}: ${PARTITION_GRES:-none}): ${GPUS} CPU" \
          "task(s), gloo" >&2

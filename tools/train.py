@@ -11,6 +11,7 @@ both, choosing the host library from the config's ``default_scope``.
 import argparse
 import os.path as osp
 import sys
+from urllib.error import URLError
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -88,10 +89,11 @@ def main(argv=None):
             from mmdet.utils import setup_cache_size_limit_of_dynamo
             setup_cache_size_limit_of_dynamo()
         runner = build_runner(cfg)
-    # Only a missing file (data root, checkpoint) is reported briefly once
-    # training started; anything else keeps its traceback.
+    # Only a missing file (data root, checkpoint) or an unreachable weights
+    # URL (init_cfg=Pretrained) is reported briefly once training started;
+    # anything else keeps its traceback.
     with user_errors_to_exit('train', 'while training', only=(
-            FileNotFoundError, UserInputError)):
+            FileNotFoundError, UserInputError, URLError)):
         runner.train()
 
 

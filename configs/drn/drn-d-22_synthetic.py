@@ -15,14 +15,14 @@ custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
 crop_size = (192, 256)
-norm_cfg = dict(type='BN', requires_grad=True)
+# SyncBN from the base: a single-process run reverts it to BN (mmengine),
+# `tools/dist_train.sh ... 2` synchronises it (docs/distributed.md)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
         arch='D',
         depth=22,
-        channels=(16, 32, 32, 64, 64, 128, 128, 128),
-        norm_cfg=norm_cfg),
+        channels=(16, 32, 32, 64, 64, 128, 128, 128)),
     decode_head=dict(in_channels=128, num_classes=6))
 
 max_iters = 300

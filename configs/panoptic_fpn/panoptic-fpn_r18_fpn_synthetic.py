@@ -27,24 +27,36 @@ model = dict(
         pad_seg=True,
         seg_pad_value=255),
     # No network here, so no ImageNet weights: train from scratch, with BN
-    # statistics learnt (batch 2 at 256x192).
+    # statistics learnt (batch 2 at 256x192).  A slim toy: 128-ch FPN and
+    # RoI heads (the 256/1024-ch COCO sizes cost 3x the time per step and
+    # the synthetic scenes do not need them), so the main job runs in minutes.
     backbone=dict(
         depth=18,
         frozen_stages=-1,
         norm_eval=False,
         init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512]),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
     rpn_head=dict(
+        in_channels=128,
+        feat_channels=128,
         anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0])),
     roi_head=dict(
-        bbox_head=dict(num_classes=num_things_classes),
-        mask_head=dict(num_classes=num_things_classes)),
+        bbox_roi_extractor=dict(out_channels=128),
+        bbox_head=dict(
+            in_channels=128,
+            fc_out_channels=512,
+            num_classes=num_things_classes),
+        mask_roi_extractor=dict(out_channels=128),
+        mask_head=dict(
+            in_channels=128,
+            conv_out_channels=128,
+            num_classes=num_things_classes)),
     semantic_head=dict(
         type='PanopticFPNHead',
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes,
-        in_channels=256,
-        inner_channels=128,
+        in_channels=128,
+        inner_channels=64,
         start_level=0,
         end_level=4,
         norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
@@ -58,7 +70,7 @@ model = dict(
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(

@@ -5,7 +5,10 @@
 #       python tools/model_converters/vgg16bn2segnet.py \
 #           vgg16_bn-6c64b313.pth checkpoints/vgg16-bn_segnet-encoder.pth
 #     or train from scratch: --cfg-options model.backbone.init_cfg=None);
-#   * median-frequency-balanced cross entropy (weights below), void ignored;
+#   * median-frequency-balanced cross entropy (weights below), void ignored,
+#     averaged over the labelled pixels as Caffe's SoftmaxWithLoss does
+#     (WeightedCrossEntropyLoss; mmseg 1.2.2's CrossEntropyLoss(class_weight)
+#     raises IndexError on ignored pixels, see its docstring);
 #   * SGD, fixed lr 0.001, momentum 0.9, weight decay 5e-4, batch 4 on 1
 #     device, 40k iterations (the tutorial's max_iter; ~436 epochs of the
 #     367 training images; the paper trains "until convergence").
@@ -32,7 +35,11 @@ model = dict(
     backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(
         num_classes=11,
-        loss_decode=dict(class_weight=camvid_class_weight)))
+        loss_decode=dict(
+            _delete_=True,
+            type='WeightedCrossEntropyLoss',
+            class_weight=camvid_class_weight,
+            loss_weight=1.0)))
 
 optimizer = dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005)
 optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)

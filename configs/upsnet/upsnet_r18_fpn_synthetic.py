@@ -16,17 +16,32 @@ num_things_classes = 3  # disk, box, triangle
 num_stuff_classes = 3  # sky, grass, sand
 
 model = dict(
-    # as the baseline: no ImageNet weights offline, BN statistics learnt
+    # as the baseline: no ImageNet weights offline, BN statistics learnt, and
+    # the same slim 128-ch FPN / RoI heads
     backbone=dict(
         depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512]),
-    rpn_head=dict(anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0])),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=128),
+    rpn_head=dict(
+        in_channels=128,
+        feat_channels=128,
+        anchor_generator=dict(scales=[4], ratios=[0.5, 1.0, 2.0])),
     roi_head=dict(
-        bbox_head=dict(num_classes=num_things_classes),
-        mask_head=dict(num_classes=num_things_classes)),
-    # the paper's head widths (256-256-128-128, 512-ch concat): the synthetic
-    # images are 256x192, so P2 is only 64x48 and the full head stays cheap
+        bbox_roi_extractor=dict(out_channels=128),
+        bbox_head=dict(
+            in_channels=128,
+            fc_out_channels=512,
+            num_classes=num_things_classes),
+        mask_roi_extractor=dict(out_channels=128),
+        mask_head=dict(
+            in_channels=128,
+            conv_out_channels=128,
+            num_classes=num_things_classes)),
+    # the paper's head at half width (128-64-64 on the 128-ch FPN, 256-ch
+    # concat), as the baseline's semantic head is halved too (128 -> 64)
     semantic_head=dict(
+        in_channels=128,
+        feat_channels=(128, 64, 64),
+        roi_extractor=dict(out_channels=256),
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes),
     panoptic_fusion_head=dict(
@@ -35,7 +50,7 @@ model = dict(
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(

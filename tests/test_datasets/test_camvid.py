@@ -18,7 +18,7 @@ def camvid(tmp_path_factory):
     from segext.datasets.synthetic import generate
     root = tmp_path_factory.mktemp('camvid_ds')
     generate(str(root), layout='camvid', num_train=3, num_val=2,
-             size=(24, 32), seed=3)
+             size=(32, 48), seed=3)
     return osp.join(str(root), 'CamVid')
 
 

@@ -24,7 +24,7 @@ def fake_slurm(tmp_path):
         ' OMP_NUM_THREADS=[${OMP_NUM_THREADS-unset}]'
         ' MASTER_PORT=[${MASTER_PORT-unset}]"\n')
     (bin_dir / 'sinfo').write_text(
-        '#!/usr/bin/env bash\necho "${FAKE_GRES:-(null)}"\n')
+        '#!/usr/bin/env bash\necho "${FAKE_GRES-(null)}"\n')
     for f in bin_dir.iterdir():
         f.chmod(0o755)
 
@@ -77,6 +77,11 @@ def test_cpu_mode_never_asks_for_gpus(fake_slurm, gres, gpus_per_node):
     assert 'CUDA_VISIBLE_DEVICES=[]' in env  # tasks take the gloo path
     assert 'OMP_NUM_THREADS=[1]' in env and 'MASTER_PORT=[29612]' in env
     assert 'CPU mode' in err
+
+
+def test_sinfo_failure_keeps_upstream_gpu_mode(fake_slurm):
+    srun, _, _ = fake_slurm(*TRAIN, FAKE_GRES='')  # no answer from sinfo
+    assert '--gres=gpu:8' in srun
 
 
 def test_cpu_mode_tasks_per_node_and_srun_args(fake_slurm):

@@ -11,17 +11,23 @@ mmseg's ``ResNetV1c`` with strides (1, 2, 1, 1), dilations (1, 1, 2, 4) and
 Method -- every measurement runs in a FRESH subprocess per model, and the
 models are interleaved: round r runs all models in order, the next round in
 reverse order; reported numbers are medians over rounds.
-* latency: wall time of ``model(x)`` under ``torch.no_grad()`` after one
-  untimed warm-up forward, median of ``--iters`` forwards in the process.
-* peak memory: torch's CPU allocations are invisible to ``tracemalloc``, and
-  ``max_memory_allocated`` is CUDA-only, so the kernel's RSS high-water mark
-  is read: after building the model and the input, the process resets
-  ``VmHWM`` (``echo 5 > /proc/self/clear_refs``), runs its first full-size
-  forward (after a 32x32 one that loads lazily initialised kernels), and
-  reports ``VmHWM - VmRSS(before)`` -- the resident memory the forward
-  needed on top of weights + input (activations, oneDNN workspaces,
-  allocator slack).  It is measured on the first forward of a fresh process
-  because glibc keeps freed blocks, which would hide later peaks.
+* latency: wall time of ``model(x)`` under ``torch.no_grad()`` after the
+  two untimed forwards below, median of ``--iters`` forwards.
+* peak memory of a full-size forward (after a 32x32 one that loads
+  lazily initialised kernels), two ways -- torch's CPU
+  allocations are invisible to ``tracemalloc`` and ``max_memory_allocated``
+  is CUDA-only:
+  - *peak tensor memory*: ``torch.profiler`` with ``profile_memory=True``
+    records every CPU allocator (de)allocation; the maximum of their running
+    sum in time order is the exact peak of live tensor bytes the forward
+    added (activations, workspaces, the output), weights and input excluded.
+  - *peak RssAnon increase*: what the OS sees -- anonymous resident memory
+    sampled every 2 ms by a thread during the FIRST full-size forward,
+    minus its value before (includes allocator slack; excludes file-backed
+    library pages, which ``VmHWM`` would count).  The first forward of a
+    fresh process, because glibc keeps freed blocks, which would hide later
+    peaks; the profiled forward comes second (profiler buffers are
+    anonymous memory too).
 * MACs: multiply-accumulates of every conv, from the output shapes of a
   forward on the ``meta`` device (no compute).
 * ``--threads`` (default 1) intra-op threads: the 2 cores of the dev box are
@@ -72,11 +78,50 @@ def _proc_kb(field):
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
+class _RssAnonPeak:
+    """Samples ``RssAnon`` every ``interval`` s in a thread (torch's kernels
+    release the GIL), keeping the maximum."""
+
+    def __init__(self, interval=0.002):
+        import threading
+        self.interval, self.peak = interval, _proc_kb('RssAnon')
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _proc_kb('RssAnon'))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _proc_kb('RssAnon'))
+
+
+def _allocator_peak_bytes(prof) -> int:
+    """Peak of (allocated - freed) bytes over the profiled region, from the
+    CPU allocator's memory events, in time order."""
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == '[memory]' and e.device_type().name == 'CPU')
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
 def worker(name, size, iters, threads):
     """One fresh process, one model: params, peak memory, latencies."""
     import gc
 
     import torch
+    from torch.profiler import ProfilerActivity, profile
     torch.set_num_threads(threads)
     model = _build(name)
     model.eval()  # (mmseg's ResNet.train() returns None: no chaining)
@@ -85,24 +130,23 @@ def worker(name, size, iters, threads):
         model(torch.rand(1, 3, 32, 32))  # the first call: not the forward's
     x = torch.rand(1, 3, *size)
     gc.collect()
-    rss_before = _proc_kb('VmRSS')
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset VmHWM to the current RSS
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        out = model(x)[-1]
-        cold = time.perf_counter() - t0
-    peak_kb = _proc_kb('VmHWM') - rss_before
-    out_shape = list(out.shape)
-    del out
+    rss_before = _proc_kb('RssAnon')
+    with torch.no_grad(), _RssAnonPeak() as rss:  # OS view, fresh heap
+        out_shape = list(model(x)[-1].shape)
+    gc.collect()
+    with torch.no_grad(), profile(  # exact tensor bytes, any heap state
+            activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(x)
+    alloc_peak = _allocator_peak_bytes(prof)
+    del prof
     times = []
     with torch.no_grad():
         for _ in range(iters):
             t0 = time.perf_counter()
             model(x)
             times.append(time.perf_counter() - t0)
-    return dict(name=name, params=params, peak_mib=peak_kb / 1024,
-                cold_s=cold, times_s=times,
+    return dict(name=name, params=params, alloc_mib=alloc_peak / 2**20,
+                rss_mib=(rss.peak - rss_before) / 1024, times_s=times,
                 latency_s=statistics.median(times), out_shape=out_shape)
 
 
@@ -181,8 +225,8 @@ def main(argv=None):
             res = run_worker(name, args)
             runs[name].append(res)
             print(f'  round {r + 1}: {name:13s} latency '
-                  f'{res["latency_s"]:.3f} s  peak +{res["peak_mib"]:.0f} '
-                  f'MiB', flush=True)
+                  f'{res["latency_s"]:.3f} s  tensors {res["alloc_mib"]:.0f} '
+                  f'MiB  RssAnon +{res["rss_mib"]:.0f} MiB', flush=True)
     summary = {}
     for name in names:
         rs = runs[name]
@@ -190,27 +234,29 @@ def main(argv=None):
             params=rs[0]['params'],
             gmacs=conv_gmacs(name, tuple(args.size)),
             latency=statistics.median(r['latency_s'] for r in rs),
-            peak=statistics.median(r['peak_mib'] for r in rs),
+            alloc=statistics.median(r['alloc_mib'] for r in rs),
+            rss=statistics.median(r['rss_mib'] for r in rs),
             out=rs[0]['out_shape'])
     print()
     print('| backbone | params | conv GMACs | output | latency (s) | '
-          'peak memory (MiB) |')
-    print('|---|---:|---:|---|---:|---:|')
+          'peak tensor memory (MiB) | peak RssAnon increase (MiB) |')
+    print('|---|---:|---:|---|---:|---:|---:|')
     for name in names:
         s = summary[name]
         print(f'| {name} | {s["params"]:,} | {s["gmacs"]:.1f} | '
-              f'{"x".join(map(str, s["out"][1:]))} | {s["latency"]:.3f} | '
-              f'{s["peak"]:.0f} |')
+              f'{"x".join(map(str, s["out"][1:]))} | {s["latency"]:.2f} | '
+              f'{s["alloc"]:.0f} | {s["rss"]:.0f} |')
     print()
     print('| DRN / ResNet-D8 | params | conv GMACs | latency | '
-          'peak memory |')
-    print('|---|---:|---:|---:|---:|')
+          'peak tensor memory | peak RssAnon increase |')
+    print('|---|---:|---:|---:|---:|---:|')
     for a, b in PAIRS:
         sa, sb = summary[a], summary[b]
         print(f'| {a} / {b} | {sa["params"] / sb["params"]:.2f} | '
               f'{sa["gmacs"] / sb["gmacs"]:.2f} | '
               f'{sa["latency"] / sb["latency"]:.2f} | '
-              f'{sa["peak"] / sb["peak"]:.2f} |')
+              f'{sa["alloc"] / sb["alloc"]:.2f} | '
+              f'{sa["rss"] / sb["rss"]:.2f} |')
 
 
 if __name__ == '__main__':
