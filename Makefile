@@ -3,7 +3,7 @@
 PY      := .venv/bin/python
 SETUP   := bash tools/setup_env.sh
 
-.PHONY: setup demo test test-slurm test-all benchmarks data clean-demo
+.PHONY: setup demo test test-slurm benchmarks data clean-demo
 
 setup:
 	$(SETUP)
@@ -15,6 +15,10 @@ demo: setup
 ## The default test suite (CPU, < 20 min on 2 cores).
 test: setup
 	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+## Only the real-Slurm tests (root: installs and starts a local cluster).
+test-slurm: setup
+	SEGEXT_REQUIRE_SLURM=1 $(PY) -m pytest -q -m slurm tests/test_tools/test_slurm.py
 
 ## Synthetic dataset at data/synthetic (COCO panoptic + semantic PNGs).
 data: setup

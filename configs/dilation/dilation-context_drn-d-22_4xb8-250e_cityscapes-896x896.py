@@ -9,10 +9,11 @@
 #   19-channel "basic" layers, dilations 1, 1, 2, 4, 8, 16, 32, 64, 1, then
 #   1x1, then the fixed bilinear deconvolution, kernel 16 / stride 8 / pad 4);
 # * it costs 30K parameters instead of 21.5M for the same module at C = 512;
-# * identity-initialised, it starts as DRN-D-22's own head (exactly, where
-#   the winning class score is positive), and its classifier is DRNHead's
-#   (same state-dict keys): load_from a trained DRN-D-22 Cityscapes
-#   checkpoint to train the module on top of it, as the paper's two stages.
+# * identity-initialised (and with every initial class score positive,
+#   ContextHead's score_bias), it starts as DRN-D-22's own head, and its
+#   classifier is DRNHead's (same state-dict keys): load_from a trained
+#   DRN-D-22 Cityscapes checkpoint to train the module on top of it, as the
+#   paper's two stages.
 # Receptive field of the 10-layer module: 259x259 score pixels = 2072 px at
 # stride 8, the whole 896x896 crop (and the 1024x2048 test image).
 _base_ = '../drn/drn-d-22_4xb8-250e_cityscapes-896x896.py'

@@ -3,7 +3,7 @@
 # on CPU in a couple of minutes.
 #
 # Reduced widths: levels 1-8 have (16, 32, 32, 64, 64, 128, 128, 128)
-# channels instead of (16, 32, 64, 128, 256, 512, 512, 512) -- 1/16 of the
+# channels instead of (16, 32, 64, 128, 256, 512, 512, 512) -- 1/14 of the
 # parameters, the same levels, layer counts, strides, dilations (2, 4, then
 # degridding 2, 1) and output stride 8.  Not the paper's DRN-D-22.
 _base_ = [

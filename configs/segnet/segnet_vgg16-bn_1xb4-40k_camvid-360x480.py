@@ -14,7 +14,8 @@
 #     367 training images; the paper trains "until convergence").
 _base_ = [
     '../_base_/models/segnet_vgg16-bn.py', '../_base_/datasets/camvid.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_40k.py'
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_40k.py'
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'

@@ -174,7 +174,8 @@ def _runtime_choice(upstream, cpu_version):
 
     @functools.wraps(upstream)
     def init(backend, *args, **kwargs):
-        if _no_accelerator() and kwargs.get('init_backend', 'torch') == 'torch':
+        torch_init = kwargs.get('init_backend', 'torch') == 'torch'
+        if torch_init and _no_accelerator():
             return cpu_version(backend, *args, **kwargs)
         return upstream(backend, *args, **kwargs)
 
@@ -235,8 +236,9 @@ def _patch_wrap_model():
             model_wrapper_cfg = cpu_model_wrapper_cfg(
                 model_wrapper_cfg,
                 self.cfg.get('find_unused_parameters', False))
-            _info('no CUDA device: DistributedDataParallel wraps the CPU '
-                  'model with device_ids=None')
+            if 'device_ids' in model_wrapper_cfg:
+                _info('no CUDA device: DistributedDataParallel wraps the CPU '
+                      'model with device_ids=None')
         return upstream(self, model_wrapper_cfg, model)
 
     wrap_model.__segext_upstream__ = upstream

@@ -69,7 +69,8 @@ def test_camvid_recipe_matches_name_and_paper():
     assert cfg.model.backbone.type == 'SegNetVGG'
     assert cfg.model.backbone.depth == 16 and cfg.model.backbone.ceil_mode
     assert cfg.model.backbone.init_cfg == dict(
-        type='Pretrained', checkpoint='checkpoints/vgg16-bn_segnet-encoder.pth')
+        type='Pretrained',
+        checkpoint='checkpoints/vgg16-bn_segnet-encoder.pth')
     head = cfg.model.decode_head
     assert head.type == 'SegNetHead' and head.num_classes == 11
     assert head.loss_decode.type == 'WeightedCrossEntropyLoss'

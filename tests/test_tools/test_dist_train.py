@@ -34,8 +34,19 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def references(tmp_path_factory, data_root):
-    return H.reference_runs(tmp_path_factory, data_root, ('gn', 'bn'))
+def references_started(tmp_path_factory, data_root):
+    """The single-process references, running alongside the first test's
+    2-process run; :func:`references` waits for them."""
+    started = H.start_reference_runs(tmp_path_factory, data_root,
+                                     ('gn', 'bn'))
+    yield started
+    for proc in started[1]:
+        proc.kill()
+
+
+@pytest.fixture(scope='module')
+def references(references_started):
+    return H.wait_references(references_started)
 
 
 def dist_train(config, gpus, work_dir, opts, log, **env):
@@ -45,7 +56,7 @@ def dist_train(config, gpus, work_dir, opts, log, **env):
 
 
 @pytest.fixture(scope='module')
-def gn_two_procs(tmp_path_factory, data_root, references):
+def gn_two_procs(tmp_path_factory, data_root, references_started):
     work = tmp_path_factory.mktemp('gn_2procs')
     proc = dist_train(H.GN_CONFIG, 2, work,
                       H.data_options(data_root, 1, 6, 6),

@@ -160,7 +160,8 @@ def test_slurm_train_two_cpu_tasks_match_one_process(slurm_run, references):
 JOB_SCRIPT = """#!/usr/bin/env bash
 # requeue-able training job: --resume (no path) continues from
 # WORK_DIR/last_checkpoint after a preemption, or starts fresh.
-echo "=== job $SLURM_JOB_ID start $(date +%T) restart ${{SLURM_RESTART_COUNT:-0}}"
+echo "=== job $SLURM_JOB_ID start $(date +%T)" \
+     "restart ${{SLURM_RESTART_COUNT:-0}}"
 bash {tools}/slurm_train.sh {partition} segext-preempt {config} {work_dir} \\
     --resume {opts}
 rc=$?

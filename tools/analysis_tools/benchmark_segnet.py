@@ -34,6 +34,12 @@ Measured:
   included;
 * latency: all networks in this process, interleaved round by round (after
   one warm-up round), median wall time and median process CPU time.
+
+``--ops`` instead times the pooling and unpooling ops alone on SegNet's
+largest map (stage 1: batch × 64 × H × W), interleaved: torch's int64 path,
+segext's compact path (torch's pooling kernel + 2-bit conversion), and the
+alternative segext did not take — finding each window's argmax directly with
+four strided comparisons against the pooled map.
 """
 import argparse
 import gc
@@ -248,13 +254,63 @@ def report(args, mem, lat):
             print(f'  {v:9s} stored {r["stored"] / b["stored"]:.5f} '
                   f'(1/{b["stored"] / r["stored"]:.1f})  peak alloc '
                   f'{r["alloc"] / b["alloc"]:.3f}  peak RSS '
-                  f'{r["rss"] / b["rss"]:.3f}  wall {r["wall"] / b["wall"]:.3f}'
-                  f'  cpu {r["cpu"] / b["cpu"]:.3f}')
+                  f'{r["rss"] / b["rss"]:.3f}  wall '
+                  f'{r["wall"] / b["wall"]:.3f}  cpu {r["cpu"] / b["cpu"]:.3f}')
     if lat['compact_equals_int64'] is not None:
-        print(f'\ncompact logits == int64 logits: {lat["compact_equals_int64"]}')
+        print('\ncompact logits == int64 logits: '
+              f'{lat["compact_equals_int64"]}')
     print('ru_maxrss (KiB, whole child process incl. model build): ' +
           ', '.join(f'{v} {mem[v]["ru_maxrss_kb"]}' for v in args.variants))
     return rows
+
+
+def _window_argmax_direct(x):
+    """The rejected alternative: max_pool2d, then the window position of the
+    FIRST maximum by comparing the 4 strided views (last match written
+    first).  Same codes as segext's (checked), without torch's indices."""
+    from segext.models.layers.unpool import pack_window_codes
+    pooled = F.max_pool2d(x, 2, 2)
+    codes = torch.zeros(pooled.shape, dtype=torch.uint8)
+    for code in (3, 2, 1, 0):
+        part = x[..., code // 2::2, code % 2::2]
+        codes.masked_fill_(part == pooled, code)
+    return pooled, pack_window_codes(codes)
+
+
+def measure_ops(args):
+    from segext.models.layers import (max_pool2d_compact,
+                                      max_unpool2d_compact)
+    torch.set_num_threads(args.threads)
+    height, width = (s - s % 2 for s in args.size)
+    x = torch.randn(args.batch, 64, height, width)
+    with torch.no_grad():
+        pooled, flat = F.max_pool2d(x, 2, 2, return_indices=True)
+        _, compact, size = max_pool2d_compact(x)
+        assert torch.equal(_window_argmax_direct(x)[1], compact.data)
+        ops = {
+            'pool  torch int64': lambda: F.max_pool2d(
+                x, 2, 2, return_indices=True),
+            'pool  segext compact': lambda: max_pool2d_compact(x),
+            'pool  direct argmax': lambda: _window_argmax_direct(x),
+            'unpool torch int64': lambda: F.max_unpool2d(
+                pooled, flat, 2, 2, output_size=size),
+            'unpool segext compact': lambda: max_unpool2d_compact(
+                pooled, compact),
+        }
+        times = {k: [] for k in ops}
+        for r in range(args.rounds + 1):
+            for name, op in ops.items():
+                t0 = time.perf_counter()
+                op()
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    print(f'stage-1 map {args.batch}x64x{height}x{width}, '
+          f'{args.threads} thread(s), {args.rounds} interleaved rounds')
+    print(f'{"op":24s} {"median (ms)":>12s} {"min (ms)":>10s}')
+    for name, t in times.items():
+        print(f'{name:24s} {statistics.median(t) * 1e3:12.1f} '
+              f'{min(t) * 1e3:10.1f}')
+    return times
 
 
 def parse_args(argv=None):
@@ -269,6 +325,8 @@ def parse_args(argv=None):
                         default=torch.get_num_threads())
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
                         choices=VARIANTS)
+    parser.add_argument('--ops', action='store_true',
+                        help='time the pooling/unpooling ops alone')
     parser.add_argument('--json', help='also write the numbers here')
     parser.add_argument('--child', choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -281,6 +339,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.child:
         print('RESULT ' + json.dumps(child(args)))
+        return
+    if args.ops:
+        measure_ops(args)
         return
     print('measuring memory (one fresh subprocess per network) ...',
           flush=True)

@@ -119,8 +119,8 @@ def _source_names(state, depth) -> Dict[str, Tuple[str, str]]:
 def _target_shapes(depth) -> 'OrderedDict[str, torch.Size]':
     from segext.models.backbones.segnet_vgg import SegNetVGG
     with torch.device('meta'):  # shapes only, no memory
-        return OrderedDict(
-            (k, v.shape) for k, v in SegNetVGG(depth=depth).state_dict().items())
+        state = SegNetVGG(depth=depth).state_dict()
+    return OrderedDict((k, v.shape) for k, v in state.items())
 
 
 def convert(checkpoint,

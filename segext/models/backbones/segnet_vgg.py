@@ -23,8 +23,8 @@ deepest feature LAST as mmseg heads expect with ``in_index=-1``::
 
     out = backbone(img)            # img (N, 3, H, W)
     out.pool_indices               # tuple of 5 PoolIndices, stage 1 -> 5
-    out.feature                    # == out[-1]: pool5 output (N, 512, H/32, W/32)
-                                   #    (ceil-rounded at every pooling)
+    out.feature                    # == out[-1]: pool5 output
+                                   # (N, 512, H/32, W/32), rounded up
 
 ``pool_indices[s]`` holds stage ``s + 1``'s packed window codes, its pooled
 shape and its pre-pool size (H_s, W_s) — the size the decoder unpools to.

@@ -34,10 +34,21 @@ class ContextHead(DRNHead):
         scores = context(scores)           # Table 1 module, C = K
         return upsample(scores)            # fixed bilinear, (N, K, 8h, 8w)
 
-    The context module is identity-initialised (Sec. 3), so at step 0 the
-    head predicts what the plain front-end head (:class:`DRNHead`) predicts
-    wherever the winning class score is positive (the truncation zeroes
-    negative scores).
+    The context module is identity-initialised (Sec. 3): it passes its input
+    through unchanged *if the input is non-negative* -- the truncation zeroes
+    negative scores, and a class whose score is negative at every pixel gets
+    no gradient through it and never recovers.  The paper meets this premise
+    with a trained front-end; to meet it when the classifier is trained from
+    scratch too, the classifier's bias starts at ``score_bias`` (1.0) for
+    every class.  The softmax ignores a constant added to all scores, so
+    for the classifier alone this changes nothing, but every initial score
+    is then positive (the N(0, 1e-3²) weights move it by a few 1e-2 on O(1)
+    features), and at step 0 the head computes exactly what
+    :class:`DRNHead` computes with the same classifier.  A
+    loaded checkpoint (``load_from`` a trained front-end) overrides it.
+    Measured on the synthetic toy (``configs/drn/drn-d-22-context_
+    synthetic.py``): with a zero bias the three thing classes end at IoU 0,
+    their scores negative everywhere.
 
     Args:
         context_cfg (dict, optional): :class:`ContextModule` arguments other
@@ -45,16 +56,22 @@ class ContextHead(DRNHead):
             (``'basic'``/``'large'``), ``dilations`` (``'voc'``,
             ``'cityscapes'`` or a list), ``identity_noise``.  Default: the
             basic module with Table 1's dilations.
+        score_bias (float): Initial bias of every class score (see above).
+            Default: 1.0.
         **kwargs: :class:`DRNHead` arguments (``upsample_ratio``,
             ``in_channels``, ``num_classes``, ``dropout_ratio``, ...).
-            ``init_cfg`` defaults to the authors' classifier init, normal
-            with std 1e-3 and zero bias (``final`` in their ``network.py``).
+            ``init_cfg`` defaults to the authors' classifier weights, normal
+            with std 1e-3 (``final`` in their ``network.py``), and the bias
+            ``score_bias``.
     """
 
-    def __init__(self, context_cfg: Optional[dict] = None, **kwargs):
+    def __init__(self,
+                 context_cfg: Optional[dict] = None,
+                 score_bias: float = 1.0,
+                 **kwargs):
         kwargs.setdefault(
             'init_cfg',
-            dict(type='Normal', std=1e-3, bias=0,
+            dict(type='Normal', std=1e-3, bias=score_bias,
                  override=dict(name='conv_seg')))
         super().__init__(**kwargs)
         context_cfg = dict(context_cfg or {})

@@ -8,12 +8,12 @@ pre-pool size — then densifies the sparse map with 3×3 conv + BN + ReLU
 layers.  There is no learned upsampling and no interpolation: the logits
 come out at the full input resolution.  Decoder channels (VGG-16 encoder)::
 
-    decoder stage   unpool with     convs (paper names)            channels
-    5               pool5 indices   conv5_3_D, conv5_2_D, conv5_1_D  512, 512, 512
-    4               pool4 indices   conv4_3_D, conv4_2_D, conv4_1_D  512, 512, 256
-    3               pool3 indices   conv3_3_D, conv3_2_D, conv3_1_D  256, 256, 128
-    2               pool2 indices   conv2_2_D, conv2_1_D             128, 64
-    1               pool1 indices   conv1_2_D, conv1_1_D             64, K
+    stage  unpool with  convs (paper names)              channels
+    5      pool5        conv5_3_D, conv5_2_D, conv5_1_D  512, 512, 512
+    4      pool4        conv4_3_D, conv4_2_D, conv4_1_D  512, 512, 256
+    3      pool3        conv3_3_D, conv3_2_D, conv3_1_D  256, 256, 128
+    2      pool2        conv2_2_D, conv2_1_D             128, 64
+    1      pool1        conv1_2_D, conv1_1_D             64, K
 
 ``conv1_1_D``, the K-class classifier (no BN, no ReLU), is mmseg's
 ``conv_seg``: a 3×3 conv here (SegNet-Tutorial's ``conv1_1_D``), not

@@ -205,33 +205,33 @@ class _Geometry:
         (y0, x0+1), (y0+1, x0), (y0+1, x0+1) outside the map counts as zero.
 
         Returns:
-            index (L, dg, K, 4): rows of the channels-last input (row 0 is
-                all zero, pixel (n, y, x) is row 1 + n*H*W + y*W + x); 0 for
-                neighbours that count as zero.
+            index (L, dg, K, 4) int32: rows of the channels-last input (row
+                0 is all zero, pixel (n, y, x) is row 1 + n*H*W + y*W + x); 0
+                for neighbours that count as zero.
             weight (L, dg, K, 4): bilinear weights, 0 where index is 0.
             frac (L, dg, K, 2): (y - y0, x - x0), for the offset gradient.
         """
         pos = offset_rows[n, p0:p1] + grid[p0:p1]  # (L, dg, K, 2) = (y, x)
         size = pos.new_tensor([self.height, self.width])
         inside = ((pos > -1) & (pos < size)).all(-1)  # (L, dg, K)
-        # samples outside read nothing; keep their coordinates harmless
-        pos = torch.where(inside[..., None], pos, pos.new_zeros(()))
+        # samples outside read nothing; keep their coordinates small
+        pos.clamp_(-2, max(self.height, self.width) + 1)
         low = pos.floor()
-        frac = pos - low
-        low = low.long()
+        frac = pos.sub_(low)
+        low = low.int()
         # per coordinate: is the low / high neighbour inside the map?
-        ok = torch.stack([low >= 0, low < size.long() - 1], -1)
+        ok = torch.stack([low >= 0, low < size.int() - 1], -1)
         ok[..., 0, :] &= inside[..., None]  # (L, dg, K, 2 (y, x), 2)
-        valid = (ok[..., 0, :, None] & ok[..., 1, None, :]).flatten(-2)
+        invalid = ~(ok[..., 0, :, None] & ok[..., 1, None, :]).flatten(-2)
         # bilinear weights (1-ly, ly) ⊗ (1-lx, lx)
         taps = torch.stack([1 - frac, frac], -1)  # (L, dg, K, 2, 2)
         weight = (taps[..., 0, :, None] * taps[..., 1, None, :]).flatten(-2)
-        weight *= valid
-        first = 1 + n * self.height * self.width
-        corner = low[..., 0] * self.width + low[..., 1] + first
-        index = corner[..., None] + torch.tensor(
+        weight.masked_fill_(invalid, 0)
+        corner = torch.add(low[..., 1], low[..., 0], alpha=self.width)
+        corner += 1 + n * self.height * self.width
+        index = corner[..., None] + corner.new_tensor(
             [0, 1, self.width, self.width + 1])
-        index *= valid
+        index.masked_fill_(invalid, 0)
         return index, weight, frac
 
 

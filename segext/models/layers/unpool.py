@@ -91,7 +91,8 @@ class PoolIndices(NamedTuple):
         return self.data.numel() * self.data.element_size()
 
     def window_codes(self) -> Tensor:
-        """Window codes ``2 * dy + dx`` as uint8, shaped like the pooled map."""
+        """Window codes ``2 * dy + dx`` (uint8), shaped like the pooled
+        map."""
         if self.compact:
             return unpack_window_codes(self.data, self.pooled_shape)
         return _codes_from_flat(self.data, self.pre_pool_size)

@@ -18,7 +18,6 @@ Why not mmseg's ``CrossEntropyLoss(class_weight=...)``:
 """
 from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS

@@ -32,23 +32,28 @@ def test_forward_shapes_and_backward():
 
 
 def test_identity_init_reproduces_the_front_end_head():
-    """At step 0, on positive class scores, the head = DRNHead."""
+    """At step 0 (scores > 0 thanks to score_bias) the head = DRNHead."""
     ctx = build()
     plain = MODELS.build(dict(type='DRNHead', in_channels=16, num_classes=6))
     plain.load_state_dict(ctx.state_dict(), strict=False)
-    with torch.no_grad():
-        for h in (ctx, plain):
-            h.conv_seg.bias.fill_(5.0)  # scores > 0: the ReLUs pass them
     ctx.eval(), plain.eval()
     x = torch.rand(1, 16, 5, 7)
     with torch.no_grad():
+        assert (ctx.conv_seg(x) > 0).all()
         assert torch.equal(ctx([x]), plain([x]))
+    # a zero-bias classifier: negative scores are truncated, not passed
+    with torch.no_grad():
+        for h in (ctx, plain):
+            h.conv_seg.bias.fill_(-0.5)
+        assert not torch.equal(ctx([x]), plain([x]))
 
 
-def test_classifier_init_is_the_authors():
+def test_classifier_init():
     head = build(in_channels=256)
     w = head.conv_seg.weight
     assert abs(w.std().item() / 1e-3 - 1) < 0.1  # N(0, 1e-3²), 'final'
+    assert torch.all(head.conv_seg.bias == 1.0)  # score_bias
+    head = build(score_bias=0.0)
     assert torch.count_nonzero(head.conv_seg.bias) == 0
 
 
