@@ -107,9 +107,12 @@ def train_and_test(name, config, args, out_root):
             f'panoptic_val2017.json',
             f'test_evaluator.0.seg_prefix={args.data_root}/annotations/'
             f'panoptic_val2017/']
-    if args.max_iters:
-        opts += [f'train_cfg.max_iters={args.max_iters}',
-                 f'train_cfg.val_interval={args.max_iters}']
+    # evaluation is tools/test.py's job below: no validation while training
+    from mmengine.config import Config
+    max_iters = args.max_iters or Config.fromfile(
+        osp.join(ROOT, config)).train_cfg.max_iters
+    opts += [f'train_cfg.max_iters={max_iters}',
+             f'train_cfg.val_interval={max_iters + 1}']
     py = sys.executable
     t0 = time.time()
     run([py, 'tools/train.py', config, '--work-dir', work_dir,

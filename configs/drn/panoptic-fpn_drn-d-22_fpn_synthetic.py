@@ -9,10 +9,11 @@
 # ch, stride 8).  FPN's strides 16, 32 and 64 are three extra stride-2 3x3
 # convs on FPN's stride-8 output (add_extra_convs='on_output'); RPN's anchor
 # strides (4..64) and the RoI/semantic heads' strides (4..32) stay mmdet's.
-# Cost: the extra convs add 3 x 590,080 = 1,770,240 parameters (cheap: they
-# run at strides 16-64), but DRN runs levels 5-8 -- most of its 15.9M
-# parameters -- at stride 8 where ResNet runs them at 16 and 32: see
-# docs/drn.md for the backbone MACs and CPU latency.
+# Cost: the extra convs add 3 x 147,584 = 442,752 parameters at the base's
+# 128 FPN channels (3 x 590,080 at mmdet's 256), cheap as they run at
+# strides 16-64; the real cost is the backbone: DRN runs levels 5-8 -- most
+# of its 15.9M parameters -- at stride 8 where ResNet-18 runs its last stages
+# at 16 and 32, ~7x ResNet-18's conv MACs (docs/drn.md).
 _base_ = '../panoptic_fpn/panoptic-fpn_r18_fpn_synthetic.py'
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmdet'
@@ -29,6 +30,5 @@ model = dict(
     neck=dict(
         type='FPN',
         in_channels=[64, 512],
-        out_channels=256,
         num_outs=5,
         add_extra_convs='on_output'))

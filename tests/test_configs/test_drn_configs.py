@@ -178,7 +178,10 @@ def test_panoptic_fpn_drn_config_one_train_step(synthetic_coco, tmp_path):
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     runner = tiny_runner(cfg, tmp_path, max_iters=1)
-    # FPN sees strides 4, 8 from DRN and adds 16, 32, 64
+    # FPN sees strides 4, 8 from DRN and adds 16, 32, 64 by 3 extra convs
+    neck = runner.model.neck
+    assert len(neck.lateral_convs) == 2 and len(neck.fpn_convs) == 5
+    assert all(c.conv.stride == (2, 2) for c in list(neck.fpn_convs)[2:])
     with torch.no_grad():
         feats = runner.model.extract_feat(torch.rand(1, 3, 64, 96))
     assert [tuple(f.shape[-2:]) for f in feats] == [

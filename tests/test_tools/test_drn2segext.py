@@ -258,6 +258,9 @@ def test_errors_name_the_key():
     with pytest.raises(drn2segext.ConversionError,
                        match=r'unknown variant DRN-D-23.*DRN-D-22'):
         drn2segext.convert(src, 'D', 23, log=quiet)
+    seg = {f'base.{k}': v for k, v in src.items()}
+    with pytest.raises(drn2segext.ConversionError, match=r'DRNSeg'):
+        drn2segext.convert(seg, log=quiet)
 
 
 def test_cli_missing_file_is_a_clear_error(tmp_path):

@@ -73,6 +73,10 @@ def unwrap(checkpoint) -> 'OrderedDict[str, torch.Tensor]':
             f'{type(state).__name__}')
     if all(k.startswith('module.') for k in state):
         state = OrderedDict((k[len('module.'):], v) for k, v in state.items())
+    if any(k.startswith('base.') for k in state):
+        raise ConversionError(
+            "keys 'base.*' are the authors' segmentation model (DRNSeg); "
+            'this converter takes their ImageNet (drn.py) checkpoints')
     return OrderedDict(state)
 
 

@@ -1,7 +1,7 @@
 """Deformable convolution v1 with a fast CPU path chosen at run time.
 
 DCN v1 (Dai et al., "Deformable Convolutional Networks", ICCV 2017) samples
-the input at the regular grid positions of a K×K kernel shifted by learned,
+the input at the regular grid positions of a kh×kw kernel shifted by learned,
 fractional offsets (eq. (1)-(2)):
 
     y(p0) = sum_k w(p_k) · x(p0 + p_k + Δp_k),
@@ -13,35 +13,52 @@ and a zero-initialised offset conv so that training starts from a plain conv.
 
 Two implementations sit behind :func:`deform_conv2d`:
 
-* ``'mmcv'``: mmcv's compiled kernel (``mmcv.ops.deform_conv2d``), the only
-  choice on CUDA and any other non-CPU device, so GPU users get upstream's op.
-* ``'segext'``: a CPU path built from vectorised PyTorch ops. The bilinear
-  sampling of all K×K taps is one ``F.embedding_bag`` call per chunk — every
-  sample is a "bag" of its 4 neighbours, gathered from a channels-last copy of
-  the input with the bilinear weights as ``per_sample_weights`` — and the
-  convolution is one GEMM of those columns with the reshaped weight. Backward
-  is a hand-written :class:`torch.autograd.Function` that recomputes the
-  columns chunk by chunk (nothing of size K×K×C×H×W is kept between forward
-  and backward) and takes the input and bilinear-weight gradients from
-  ``embedding_bag``'s own backward; offset gradients follow from the
-  derivatives of the bilinear weights.
+* ``'mmcv'``: mmcv's compiled kernel (``mmcv.ops.deform_conv2d``), always used
+  on CUDA and any other non-CPU device, so GPU users get upstream's op.
+* ``'segext'``: the CPU path of this module, built from PyTorch ops. Output
+  pixels are processed in chunks. Per chunk, the bilinear sampling of all
+  K = kh·kw taps (eq. (2)) is ONE ``F.embedding_bag`` call — every sample is
+  a bag of its 4 neighbours, gathered from a channels-last copy of the input
+  (pixels as rows), with the bilinear weights as ``per_sample_weights`` — and
+  the sum over taps (eq. (1)) is ONE GEMM of those columns with the weight,
+  run by oneDNN as a kh×kw conv with stride (kh, kw) over the columns laid
+  out as a (kh, L·kw) image. The backward is a hand-written
+  :class:`torch.autograd.Function`: it recomputes each chunk's columns
+  (nothing of size K·C·H·W is kept between forward and backward), gets the
+  weight and column gradients from two GEMMs, the input and bilinear-weight
+  gradients from ``embedding_bag``'s backward, and the offset gradients from
+  the derivatives of the bilinear weights.
 
-The boundary convention is mmcv's: a sample at (h, w) is zero when h <= -1,
-h >= H, w <= -1 or w >= W (and then has no offset gradient); otherwise each of
-its 4 neighbours outside the map counts as zero. Out-of-map neighbours point
-to an extra all-zero row of the channels-last input, so the forward value, the
-input gradient and the offset gradient need no further masking.
+The boundary convention is mmcv's: a sample at (y, x) is zero when y <= -1,
+y >= H, x <= -1 or x >= W (and then has no offset gradient); otherwise each of
+its 4 neighbours outside the map counts as zero. Such neighbours read an extra
+all-zero row of the channels-last input with weight 0.
 
-Memory bound of the CPU path, on top of the channels-last copies of input and
-output (each the size of the tensor it copies): the columns of one chunk, at
-most ``chunk_bytes`` (default 64 MiB), in forward; in backward those columns,
-their gradient and ``embedding_bag``'s dense input gradient for the chunk, i.e.
-about 2 × ``chunk_bytes`` + the input's size, plus O(K×K×rows) sampling
-indices and weights for the chunk (48 bytes per sample).
+Parallelism is over chunks, not inside ops: ``torch.get_num_threads()``
+worker threads each run whole chunks on one intra-op thread (see
+:func:`_map_chunks`).
+
+Peak extra memory of the CPU path (``chunk_bytes``: default 24 MiB; ``T``:
+torch's intra-op thread count):
+
+* a channels-last copy of the input, kept for the backward (+1 zero row);
+* per worker thread, in forward: the chunk's columns (<= ``chunk_bytes``),
+  its (O, L) GEMM output and sampling tables (40 bytes per sample and
+  deformable group);
+* per worker thread, in backward: the columns and their gradient
+  (2 × ``chunk_bytes``), ``embedding_bag``'s input gradient for the rows the
+  chunk reads, and a weight-sized gradient; plus one input-sized gradient
+  accumulator for the whole call.
+
+So about ``T × 2 × chunk_bytes`` + 2 × input size at most, independent of
+K·C·H·W; mmcv's kernel allocates K·C·H_out·W_out·B floats of columns per
+call (560 MB for 256 channels on a 200×304 map).
 """
 import contextlib
 import math
-from typing import List, Optional, Tuple, Union
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -59,7 +76,9 @@ __all__ = [
 ]
 
 IMPLS = ('auto', 'mmcv', 'segext')
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+# <= 32 MiB: glibc's malloc recycles blocks up to that size instead of
+# mapping fresh pages for every chunk
+DEFAULT_CHUNK_BYTES = 24 * 2**20
 _CPU_DTYPES = (torch.float32, torch.float64)
 _forced_impl = 'auto'
 
@@ -100,7 +119,7 @@ def select_deform_conv_impl(input: Tensor, impl: str = 'auto') -> str:
     if impl == 'auto':
         impl = _forced_impl
     if impl == 'auto':
-        on_cpu = input.device.type == 'cpu' and not input.is_cuda
+        on_cpu = input.device.type == 'cpu'
         impl = 'segext' if on_cpu and input.dtype in _CPU_DTYPES else 'mmcv'
     if impl == 'segext' and input.device.type != 'cpu':
         raise ValueError('the segext deformable conv runs on CPU tensors '
@@ -163,12 +182,18 @@ class _Geometry:
         per_pixel = self.taps * widest * itemsize
         return max(1, min(self.out_pixels, chunk_bytes // per_pixel))
 
-    def chunks(self, chunk_bytes: int, itemsize: int):
-        """Yield (image, first, last) output-pixel ranges within one image."""
+    def chunks(self, chunk_bytes: int, itemsize: int,
+               workers: int) -> List[Tuple[int, int, int]]:
+        """(image, first, last) output-pixel ranges within one image.
+
+        At most ``chunk_bytes`` of columns each, and at least ``workers``
+        chunks in all when there are that many output pixels.
+        """
         step = self.chunk_pixels(chunk_bytes, itemsize)
-        for n in range(self.batch):
-            for p0 in range(0, self.out_pixels, step):
-                yield n, p0, min(p0 + step, self.out_pixels)
+        step = min(step, -(-self.batch * self.out_pixels // workers))
+        return [(n, p0, min(p0 + step, self.out_pixels))
+                for n in range(self.batch)
+                for p0 in range(0, self.out_pixels, step)]
 
     def offset_rows(self, offset: Tensor) -> Tensor:
         """(B, dg*K*2, Ho, Wo) -> (B, Ho*Wo, dg, K, 2) view, (dy, dx) last.
@@ -266,7 +291,7 @@ def _sample(index: Tensor, weight: Tensor, rows: Tensor) -> Tensor:
 
 @contextlib.contextmanager
 def _num_threads(threads: int):
-    """Set torch's intra-op thread count inside the block (process wide)."""
+    """Set torch's intra-op thread count inside the block."""
     previous = torch.get_num_threads()
     if threads == previous:
         yield
@@ -278,17 +303,51 @@ def _num_threads(threads: int):
         torch.set_num_threads(previous)
 
 
+def _map_chunks(run: Callable[[Iterator], object], chunks: list,
+                workers: int) -> list:
+    """Split ``chunks`` over ``workers`` threads, each on one intra-op thread.
+
+    ``run`` gets an iterator that hands out chunks until none are left (so a
+    worker that the OS schedules less takes fewer) and returns its partial
+    results; the list of those is returned. torch ops release the GIL, so
+    the workers' gathers and GEMMs run in parallel without any OpenMP
+    fork/join: on a CPU shared with other jobs a descheduled OpenMP worker
+    stalls every parallel region (a chunked 200×304 forward lost ~40 ms per
+    GEMM call that way on this project's busy 2-core machine), while
+    independent chunks just wait for their own thread.
+    """
+    workers = max(1, min(workers, len(chunks)))
+    if workers == 1:
+        with torch.no_grad():
+            return [run(iter(chunks))]
+    pending = iter(chunks)
+    lock = threading.Lock()
+
+    def next_chunks():
+        while True:
+            with lock:
+                chunk = next(pending, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def worker():
+        torch.set_num_threads(1)  # this thread's OpenMP/MKL settings
+        with torch.no_grad():  # grad mode is thread-local
+            return run(next_chunks())
+
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(worker) for _ in range(workers)]
+        return [future.result() for future in futures]
+
+
 class DeformConv2dCPUFunction(torch.autograd.Function):
     """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM.
 
-    Threading: the GEMMs run on the caller's intra-op threads; everything
-    else (sampling tables, gathers, scatters, layout copies — memory-bound
-    work of many short ops) runs on one thread. Each multi-threaded op is an
-    OpenMP fork/join, and on a loaded CPU a descheduled worker stalls every
-    one of them: the tables of a 100×152 map took 1.6 s on 2 threads instead
-    of 0.06 s on one, on this project's busy 2-core machine.
-    ``torch.set_num_threads`` is process wide, so torch ops that other
-    Python threads run meanwhile see one thread too.
+    Parallelism is over chunks: as many worker threads as torch's intra-op
+    thread count, each running whole chunks (sampling tables, gather, GEMM)
+    on a single intra-op thread; see :func:`_map_chunks`. While the op runs,
+    torch's (process-wide) intra-op thread count is 1.
     """
 
     @staticmethod
@@ -296,7 +355,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 bias: Optional[Tensor], stride: Tuple[int, int],
                 padding: Tuple[int, int], dilation: Tuple[int, int],
                 groups: int, deform_groups: int, chunk_bytes: int) -> Tensor:
-        threads = torch.get_num_threads()
+        workers = torch.get_num_threads()
         with _num_threads(1):
             geo = _Geometry(input, weight, stride, padding, dilation, groups,
                             deform_groups)
@@ -308,40 +367,49 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
             out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
             kh, kw = geo.kernel
             og = geo.out_per_group
-            for n, p0, p1 in geo.chunks(chunk_bytes, input.element_size()):
-                length = p1 - p0
-                index, bilinear, _ = geo.bilinear(offset_rows, grid, n, p0,
-                                                  p1)
-                # order the samples (tap row, pixel, tap col): the columns
-                # then form a (kh, L*kw) image and the GEMM is a kh×kw conv
-                # with stride (kh, kw) -> (1, L), which oneDNN runs faster
-                # than a plain GEMM of the same shape
-                index = index.view(length, geo.deform_groups, kh, kw,
-                                   4).permute(1, 2, 0, 3, 4).contiguous()
-                bilinear = bilinear.view(length, geo.deform_groups, kh, kw,
-                                         4).permute(1, 2, 0, 3, 4).contiguous()
-                written = set()
-                for (c0, c1, g, d), x_rows in zip(geo.pieces, rows):
-                    cols = _sample(index[d].view(-1, 4),
-                                   bilinear[d].view(-1, 4),
-                                   x_rows)  # (kh*L*kw, Cp)
-                    image = cols.view(1, kh, length * kw, c1 - c0).permute(
-                        0, 3, 1, 2)  # (1, Cp, kh, L*kw), channels-last
-                    w_piece = weight[g * og:(g + 1) * og,
-                                     c0 - g * geo.in_per_group:c1 -
-                                     g * geo.in_per_group]  # (O/g, Cp, kh, kw)
-                    b_piece = None if bias is None or g in written else \
-                        bias[g * og:(g + 1) * og]
-                    with _num_threads(threads):
+
+            def run(chunks):
+                for n, p0, p1 in chunks:
+                    length = p1 - p0
+                    index, bilinear, _ = geo.bilinear(offset_rows, grid, n,
+                                                      p0, p1)
+                    # order the samples (tap row, pixel, tap col): the
+                    # columns then form a (kh, L*kw) image, and the GEMM is
+                    # a kh×kw conv with stride (kh, kw) -> (1, L), which
+                    # oneDNN runs faster than a plain GEMM of that shape
+                    index = index.view(length, geo.deform_groups, kh, kw,
+                                       4).permute(1, 2, 0, 3, 4).contiguous()
+                    bilinear = bilinear.view(length, geo.deform_groups, kh,
+                                             kw, 4).permute(1, 2, 0, 3,
+                                                            4).contiguous()
+                    written = set()
+                    for (c0, c1, g, d), x_rows in zip(geo.pieces, rows):
+                        cols = _sample(index[d].view(-1, 4),
+                                       bilinear[d].view(-1, 4),
+                                       x_rows)  # (kh*L*kw, Cp)
+                        image = cols.view(1, kh, length * kw,
+                                          c1 - c0).permute(0, 3, 1, 2)
+                        # (O/g, Cp, kh, kw)
+                        w_piece = weight[g * og:(g + 1) * og,
+                                         c0 - g * geo.in_per_group:c1 -
+                                         g * geo.in_per_group]
+                        b_piece = None if bias is None or g in written \
+                            else bias[g * og:(g + 1) * og]
+                        # (1, O/g, 1, L)
                         y = F.conv2d(image, w_piece, b_piece, stride=(kh, kw))
-                    dst = out_rows[n, g * og:(g + 1) * og, p0:p1]  # (O/g, L)
-                    if g in written:
-                        dst += y[0, :, 0]
-                    else:
-                        dst.copy_(y[0, :, 0])
-                    written.add(g)
+                        dst = out_rows[n, g * og:(g + 1) * og, p0:p1]
+                        if g in written:
+                            dst += y[0, :, 0]
+                        else:
+                            dst.copy_(y[0, :, 0])
+                        written.add(g)
+
+            _map_chunks(run,
+                        geo.chunks(chunk_bytes, input.element_size(),
+                                   workers), workers)
         ctx.geo = geo
         ctx.chunk_bytes = chunk_bytes
+        ctx.workers = workers
         ctx.has_bias = bias is not None
         ctx.save_for_backward(offset, weight, *rows)
         return out
@@ -349,14 +417,12 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
-        threads = torch.get_num_threads()
         with _num_threads(1):
-            grads = DeformConv2dCPUFunction._backward(ctx, grad_output,
-                                                      threads)
+            grads = DeformConv2dCPUFunction._backward(ctx, grad_output)
         return grads + (None, ) * 6
 
     @staticmethod
-    def _backward(ctx, grad_output: Tensor, threads: int):
+    def _backward(ctx, grad_output: Tensor):
         geo = ctx.geo
         offset, weight, *rows = ctx.saved_tensors
         need_input, need_offset, need_weight, need_bias = \
@@ -369,67 +435,78 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         grad_out = grad_output.contiguous().view(geo.batch, geo.out_channels,
                                                  geo.out_pixels)
         grad_rows = [torch.zeros_like(r) for r in rows] if need_input else None
-        grad_weights = [torch.zeros_like(w) for w in weights] \
-            if need_weight else None
+        grad_rows_lock = threading.Lock()
         grad_offset = torch.empty_like(offset) if need_offset else None
-        for n, p0, p1 in geo.chunks(ctx.chunk_bytes,
-                                    grad_output.element_size()):
-            length = p1 - p0
-            # (L, dg, K, 4), (L, dg, K, 4), (L, dg, K, 2)
-            index, bilinear, frac = geo.bilinear(offset_rows, grid, n, p0, p1)
-            grad_bilinear = torch.zeros_like(bilinear) if need_offset \
-                else None
-            for i, ((c0, c1, g, d), x_rows, w_piece) in enumerate(
-                    zip(geo.pieces, rows, weights)):
-                g_out = grad_out[n, g * og:(g + 1) * og, p0:p1]  # (O/g, L)
-                idx = index[:, d].reshape(-1, 4)  # (L*K, 4)
-                bil = bilinear[:, d].reshape(-1, 4)
-                if not need_samples:
-                    cols = _sample(idx, bil, x_rows).view(length, -1)
-                    with _num_threads(threads):
+        grad_offset_rows = geo.offset_rows(grad_offset) if need_offset \
+            else None
+
+        def run(chunks):
+            # each worker sums its own weight gradient
+            grad_weights = [torch.zeros_like(w) for w in weights] \
+                if need_weight else None
+            for n, p0, p1 in chunks:
+                length = p1 - p0
+                # (L, dg, K, 4), (L, dg, K, 4), (L, dg, K, 2)
+                index, bilinear, frac = geo.bilinear(offset_rows, grid, n,
+                                                     p0, p1)
+                grad_bilinear = torch.zeros_like(bilinear) if need_offset \
+                    else None
+                for i, ((c0, c1, g, d), x_rows, w_piece) in enumerate(
+                        zip(geo.pieces, rows, weights)):
+                    # (O/g, L)
+                    g_out = grad_out[n, g * og:(g + 1) * og, p0:p1]
+                    idx = index[:, d].reshape(-1, 4)  # (L*K, 4)
+                    bil = bilinear[:, d].reshape(-1, 4)
+                    if not need_samples:
+                        cols = _sample(idx, bil, x_rows).view(length, -1)
                         # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
                         grad_weights[i].addmm_(g_out, cols)
-                    continue
-                hi = int(idx.max())
-                if hi == 0:
-                    continue  # every sample of the chunk reads zeros
-                # only rows [lo-1, hi] are read: gather from those, so that
-                # embedding_bag's dense input gradient is chunk-sized;
-                # neighbours that count as zero go to local row 0 with
-                # weight 0
-                lo = int(torch.where(idx > 0, idx, hi).min())
-                local = (idx - (lo - 1)).clamp_(min=0)
-                x_leaf = x_rows[lo - 1:hi + 1].detach()
-                x_leaf.requires_grad_(need_input)
-                b_leaf = bil.detach().requires_grad_(need_offset)
-                with torch.enable_grad():
-                    cols = _sample(local, b_leaf, x_leaf)  # (L*K, Cp)
-                with _num_threads(threads):
+                        continue
+                    hi = int(idx.max())
+                    if hi == 0:
+                        continue  # every sample of the chunk reads zeros
+                    # only rows [lo-1, hi] are read: gather from those, so
+                    # that embedding_bag's dense input gradient is
+                    # chunk-sized; neighbours that count as zero go to local
+                    # row 0 with weight 0
+                    lo = int(torch.where(idx > 0, idx, hi).min())
+                    local = (idx - (lo - 1)).clamp_(min=0)
+                    x_leaf = x_rows[lo - 1:hi + 1].detach()
+                    x_leaf.requires_grad_(need_input)
+                    b_leaf = bil.detach().requires_grad_(need_offset)
+                    with torch.enable_grad():
+                        cols = _sample(local, b_leaf, x_leaf)  # (L*K, Cp)
                     if need_weight:
                         grad_weights[i].addmm_(g_out,
                                                cols.detach().view(length, -1))
                     # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
                     grad_cols = torch.mm(g_out.t(), w_piece)
-                leaves = [t for t in (x_leaf, b_leaf) if t.requires_grad]
-                sample_grads = list(
-                    torch.autograd.grad(cols, leaves,
-                                        grad_cols.view_as(cols)))
-                del cols, grad_cols
-                if need_input:
-                    grad_rows[i][lo - 1:hi + 1] += sample_grads.pop(0)
+                    leaves = [t for t in (x_leaf, b_leaf) if t.requires_grad]
+                    sample_grads = list(
+                        torch.autograd.grad(cols, leaves,
+                                            grad_cols.view_as(cols)))
+                    del cols, grad_cols
+                    if need_input:
+                        with grad_rows_lock:
+                            grad_rows[i][lo - 1:hi + 1] += sample_grads[0]
+                    if need_offset:
+                        grad_bilinear[:, d] += sample_grads[-1].view(
+                            length, geo.taps, 4)
                 if need_offset:
-                    grad_bilinear[:, d] += sample_grads.pop(0).view(
-                        length, geo.taps, 4)
-            if need_offset:
-                # derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x);
-                # neighbours that count as zero have no gradient
-                gb = grad_bilinear.masked_fill_(index == 0, 0).unbind(-1)
-                ly, lx = frac.unbind(-1)  # (L, dg, K)
-                grad_pos = torch.stack([
-                    (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx,
-                    (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
-                ], -1)  # (L, dg, K, 2)
-                geo.offset_rows(grad_offset)[n, p0:p1] = grad_pos
+                    # derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x);
+                    # neighbours that count as zero have no gradient
+                    gb = grad_bilinear.masked_fill_(index == 0, 0).unbind(-1)
+                    ly, lx = frac.unbind(-1)  # (L, dg, K)
+                    grad_offset_rows[n, p0:p1] = torch.stack([
+                        (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx,
+                        (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
+                    ], -1)  # (L, dg, K, 2)
+            return grad_weights
+
+        partial_grad_weights = _map_chunks(
+            run,
+            geo.chunks(ctx.chunk_bytes, grad_output.element_size(),
+                       ctx.workers), ctx.workers)
 
         grad_input = grad_weight = grad_bias = None
         if need_input:
@@ -441,7 +518,8 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     c1 - c0).permute(0, 3, 1, 2)
         if need_weight:
             grad_weight = torch.empty_like(weight)
-            for (c0, c1, g, _), g_w in zip(geo.pieces, grad_weights):
+            for i, (c0, c1, g, _) in enumerate(geo.pieces):
+                g_w = sum(p[i] for p in partial_grad_weights)  # (O/g, K*Cp)
                 grad_weight[g * og:(g + 1) * og, c0 - g * geo.in_per_group:
                             c1 - g * geo.in_per_group] = g_w.view(
                                 og, *geo.kernel, c1 - c0).permute(0, 3, 1, 2)

@@ -1,0 +1,314 @@
+"""segext.models.layers.deform_conv: the CPU DCN v1 against mmcv's CPU kernel
+(outputs and gradients), the module, its registration and the dispatch."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule, build_conv_layer
+from mmcv.ops import deform_conv2d as mmcv_deform_conv2d
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from segext.models.layers import (DeformConv2dWithOffset, deform_conv2d,
+                                  deform_conv2d_cpu, deform_conv_impl,
+                                  select_deform_conv_impl)
+from segext.models.layers import deform_conv as dc
+
+
+def out_size(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def make_case(batch=2, cin=4, cout=6, size=(7, 9), kernel=(3, 3), stride=1,
+              padding=1, dilation=1, groups=1, deform_groups=1, scale=2.5,
+              integer=False, dtype=torch.float64, seed=0):
+    """Random input, weight, bias and offsets; offsets of ``scale`` pixels
+    reach well outside the map."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    kh, kw = kernel
+    s, p, d = (stride, ) * 2, (padding, ) * 2, (dilation, ) * 2
+    ho, wo = out_size(h, kh, s[0], p[0], d[0]), out_size(w, kw, s[1], p[1],
+                                                          d[1])
+    x = torch.randn(batch, cin, h, w, generator=g, dtype=dtype)
+    weight = torch.randn(cout, cin // groups, kh, kw, generator=g,
+                         dtype=dtype)
+    bias = torch.randn(cout, generator=g, dtype=dtype)
+    offset = torch.randn(batch, deform_groups * kh * kw * 2, ho, wo,
+                         generator=g, dtype=dtype) * scale
+    if integer:
+        offset = offset.round()
+    return dict(x=x, offset=offset, weight=weight, bias=bias, stride=s,
+                padding=p, dilation=d, groups=groups,
+                deform_groups=deform_groups)
+
+
+def run_both(case, chunk_bytes=dc.DEFAULT_CHUNK_BYTES):
+    """(output, grads) of segext's CPU path and of mmcv's kernel (+ bias)."""
+    results = []
+    for impl in ('segext', 'mmcv'):
+        leaves = [case[k].clone().requires_grad_()
+                  for k in ('x', 'offset', 'weight', 'bias')]
+        x, offset, weight, bias = leaves
+        args = (case['stride'], case['padding'], case['dilation'],
+                case['groups'], case['deform_groups'])
+        if impl == 'segext':
+            out = deform_conv2d_cpu(x, offset, weight, bias, *args,
+                                    chunk_bytes=chunk_bytes)
+        else:
+            out = mmcv_deform_conv2d(x, offset, weight, *args, False,
+                                     1) + bias.view(1, -1, 1, 1)
+        grad_out = torch.randn(out.shape, dtype=out.dtype,
+                               generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad(out, leaves, grad_out)
+        results.append((out, ) + grads)
+    return results
+
+
+def assert_close_rel(ours, ref, rtol, name):
+    # relative to the tensor's scale: elementwise relative error is
+    # meaningless for entries that cancel to ~0
+    scale = ref.abs().max().clamp(min=1e-12)
+    err = ((ours - ref).abs().max() / scale).item()
+    assert err <= rtol, f'{name}: max error {err:.2e} x scale > {rtol:.0e}'
+
+
+NAMES = ('output', 'grad input', 'grad offset', 'grad weight', 'grad bias')
+
+CASES = {
+    'plain': dict(),
+    'stride2': dict(stride=2),
+    'dilation2_pad2': dict(dilation=2, padding=2),
+    'no_padding': dict(padding=0),
+    'deform_groups2': dict(deform_groups=2),
+    'groups2': dict(groups=2),
+    'groups2_deform_groups2': dict(groups=2, deform_groups=2),
+    'groups2_deform_groups4': dict(cin=8, groups=2, deform_groups=4),
+    'groups4_deform_groups2': dict(cin=8, cout=8, groups=4, deform_groups=2),
+    'odd_batch3_stride2_dil2': dict(batch=3, size=(11, 6), stride=2,
+                                    dilation=2, padding=1),
+    'kernel_3x2': dict(kernel=(3, 2), size=(6, 8)),
+    'far_offsets': dict(scale=8.0),
+    'integer_offsets': dict(integer=True),
+    'integer_offsets_dg2_stride2': dict(integer=True, deform_groups=2,
+                                        stride=2),
+}
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_matches_mmcv_float64(name):
+    ours, ref = run_both(make_case(**CASES[name]))
+    for a, b, what in zip(ours, ref, NAMES):
+        assert a.shape == b.shape, what
+        assert_close_rel(a, b, 1e-10, what)
+
+
+@pytest.mark.parametrize('chunk_bytes', [1, 3 * 9 * 2 * 8 + 5])
+def test_chunk_boundaries(chunk_bytes):
+    """1 byte: one output pixel per chunk; 3 × 9 taps × 2 channels × 8 bytes
+    (+5): 3 pixels per chunk, so chunks end mid-row of the 5-wide map."""
+    case = make_case(batch=2, size=(6, 5), deform_groups=2, groups=2)
+    ours, ref = run_both(case, chunk_bytes=chunk_bytes)
+    for a, b, what in zip(ours, ref, NAMES):
+        assert_close_rel(a, b, 1e-10, what)
+
+
+def test_matches_mmcv_float32_fpn_like():
+    """float32 at a P5-like size: 1e-4 relative to each tensor's scale."""
+    case = make_case(batch=2, cin=32, cout=16, size=(25, 38), scale=3.0,
+                     dtype=torch.float32)
+    ours, ref = run_both(case)
+    for a, b, what in zip(ours, ref, NAMES):
+        assert_close_rel(a, b, 1e-4, what)
+
+
+def test_samples_exactly_on_the_border():
+    """Samples at y or x exactly -1, 0, H-1 or H: mmcv's convention (zero
+    at <= -1 and >= H, no offset gradient there) holds at the border."""
+    case = make_case(batch=1, size=(5, 6), padding=1, scale=0.0)
+    ho, wo = case['offset'].shape[2:]
+    g = torch.Generator().manual_seed(3)
+    case['offset'] = torch.randint(-2, 3, case['offset'].shape,
+                                   generator=g).double()
+    ours, ref = run_both(case)
+    for a, b, what in zip(ours, ref, NAMES):
+        assert_close_rel(a, b, 1e-10, what)
+
+
+def test_zero_offsets_equal_conv2d():
+    case = make_case(batch=2, cin=4, cout=6, size=(8, 7), groups=2,
+                     stride=2, dilation=2, padding=2, scale=0.0)
+    out = deform_conv2d_cpu(case['x'], case['offset'], case['weight'],
+                            case['bias'], case['stride'], case['padding'],
+                            case['dilation'], case['groups'])
+    ref = F.conv2d(case['x'], case['weight'], case['bias'], case['stride'],
+                   case['padding'], case['dilation'], case['groups'])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_fractional_offsets():
+    """The hand-written backward is the derivative (away from the integer
+    kinks of bilinear interpolation)."""
+    case = make_case(batch=1, cin=2, cout=2, size=(4, 5), deform_groups=2,
+                     scale=0.0)
+    g = torch.Generator().manual_seed(5)
+    offset = torch.randint(-2, 2, case['offset'].shape, generator=g)
+    offset = offset + 0.2 + 0.6 * torch.rand(offset.shape, generator=g)
+    inputs = [case['x'], offset.double(), case['weight'], case['bias']]
+    inputs = [t.clone().requires_grad_() for t in inputs]
+
+    def fn(x, off, w, b):
+        return deform_conv2d_cpu(x, off, w, b, 1, 1, 1, 1, 2)
+
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_input_smaller_than_kernel():
+    """mmcv's kernel needs H, W >= kernel (the mmcv path pads, as mmcv's
+    DeformConv2d does); segext's path needs no padding."""
+    case = make_case(batch=1, cin=3, cout=2, size=(2, 2), scale=0.4)
+    args = (case['x'], case['offset'], case['weight'], case['bias'], 1, 1,
+            1, 1, 1)
+    ours = deform_conv2d(*args, impl='segext')
+    ref = deform_conv2d(*args, impl='mmcv')
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_bad_shapes_are_reported():
+    case = make_case()
+    with pytest.raises(ValueError, match='offset must have shape'):
+        deform_conv2d_cpu(case['x'], case['offset'][:, :4], case['weight'],
+                          None, 1, 1)
+    with pytest.raises(ValueError, match='divisible'):
+        deform_conv2d_cpu(case['x'], case['offset'], case['weight'], None,
+                          1, 1, 1, 1, 3)
+
+
+def test_thread_count_is_restored():
+    threads = torch.get_num_threads()
+    case = make_case()
+    x = case['x'].requires_grad_()
+    deform_conv2d_cpu(x, case['offset'], case['weight'], None, 1, 1,
+                      chunk_bytes=1).sum().backward()
+    assert torch.get_num_threads() == threads
+
+
+# --- dispatch ---------------------------------------------------------------
+def test_auto_is_segext_on_cpu():
+    x = torch.zeros(1, 1, 2, 2)
+    assert select_deform_conv_impl(x) == 'segext'
+    assert select_deform_conv_impl(x.double()) == 'segext'
+    assert select_deform_conv_impl(x.half()) == 'mmcv'
+    assert select_deform_conv_impl(x, 'mmcv') == 'mmcv'
+    with deform_conv_impl('mmcv'):
+        assert select_deform_conv_impl(x) == 'mmcv'
+        assert select_deform_conv_impl(x, 'segext') == 'segext'
+    assert select_deform_conv_impl(x) == 'segext'
+    with pytest.raises(ValueError, match='impl must be one of'):
+        select_deform_conv_impl(x, 'cuda')
+
+
+def test_non_cpu_device_dispatches_to_mmcv(monkeypatch):
+    """A tensor on any other device (here 'meta', standing in for CUDA)
+    goes to mmcv's op exactly as upstream calls it, then gets the bias."""
+    calls = []
+
+    def fake_mmcv(input, offset, weight, stride, padding, dilation, groups,
+                  deform_groups, bias, im2col_step):
+        calls.append((stride, padding, dilation, groups, deform_groups, bias,
+                      im2col_step))
+        return input.new_zeros(input.shape[0], weight.shape[0],
+                               *offset.shape[2:])
+
+    monkeypatch.setattr(dc, 'mmcv_deform_conv2d', fake_mmcv)
+    x = torch.empty(2, 4, 8, 8, device='meta')
+    offset = torch.empty(2, 18, 4, 4, device='meta')
+    weight = torch.empty(6, 4, 3, 3, device='meta')
+    bias = torch.empty(6, device='meta')
+    assert select_deform_conv_impl(x) == 'mmcv'
+    out = deform_conv2d(x, offset, weight, bias, stride=2, padding=1,
+                        im2col_step=16)
+    assert out.shape == (2, 6, 4, 4) and out.device.type == 'meta'
+    assert calls == [((2, 2), (1, 1), (1, 1), 1, 1, False, 16)]
+    with pytest.raises(ValueError, match='CPU tensors only'):
+        deform_conv2d(x, offset, weight, impl='segext')
+
+    # and a CPU tensor does not reach mmcv unless asked to
+    calls.clear()
+    case = make_case(batch=1)
+    args = (case['x'], case['offset'], case['weight'], None, 1, 1)
+    deform_conv2d(*args)
+    assert calls == []
+    with deform_conv_impl('mmcv'):
+        deform_conv2d(*args)
+    assert len(calls) == 1
+
+
+# --- module -----------------------------------------------------------------
+def test_dcnv1_registered_in_root_registry():
+    assert MODELS.get('DCNv1') is DeformConv2dWithOffset
+    layer = build_conv_layer(dict(type='DCNv1'), 8, 16, 3, padding=1)
+    assert isinstance(layer, DeformConv2dWithOffset)
+    assert layer.bias is not None and layer.bias.shape == (16, )
+    assert layer(torch.randn(2, 8, 9, 7)).shape == (2, 16, 9, 7)
+    layer = build_conv_layer(
+        dict(type='DCNv1', deform_groups=2), 8, 16, 3, stride=2, padding=1,
+        bias=False)
+    assert layer.bias is None
+    assert layer.conv_offset.out_channels == 2 * 2 * 9
+    assert layer(torch.randn(1, 8, 9, 7)).shape == (1, 16, 5, 4)
+
+
+def test_module_starts_as_plain_conv():
+    torch.manual_seed(0)
+    m = DeformConv2dWithOffset(4, 6, 3, stride=1, padding=1, groups=2)
+    assert m.conv_offset.weight.abs().sum() == 0
+    assert m.conv_offset.bias.abs().sum() == 0
+    # nn.Conv2d's init: kaiming_uniform(a=sqrt(5)) -> U(-1/sqrt(fan_in), ..)
+    bound = 1 / math.sqrt(2 * 9)
+    assert m.weight.abs().max() <= bound and m.bias.abs().max() <= bound
+    x = torch.randn(2, 4, 7, 9)
+    torch.testing.assert_close(
+        m(x), F.conv2d(x, m.weight, m.bias, padding=1, groups=2))
+    assert m(x).requires_grad
+
+
+def test_offsets_stay_zero_under_a_parents_init_cfg():
+    class Parent(BaseModule):
+
+        def __init__(self):
+            super().__init__(init_cfg=dict(type='Normal', layer='Conv2d',
+                                           std=1.0))
+            self.dcn = DeformConv2dWithOffset(4, 4)
+
+    parent = Parent()
+    parent.init_weights()
+    assert parent.dcn.conv_offset.weight.abs().sum() == 0
+    assert parent.dcn.conv_offset.bias.abs().sum() == 0
+
+
+def test_conv_module_with_dcnv1_trains():
+    m = ConvModule(4, 8, 3, padding=1, conv_cfg=dict(type='DCNv1'),
+                   norm_cfg=dict(type='GN', num_groups=4))
+    m.init_weights()
+    assert m.conv.bias is None  # ConvModule's bias='auto' with a norm
+    assert m.conv.conv_offset.weight.abs().sum() == 0
+    x = torch.randn(2, 4, 6, 5, requires_grad=True)
+    m(x).square().mean().backward()
+    # the offset conv learns although its output starts at exactly zero
+    assert m.conv.conv_offset.weight.grad.abs().sum() > 0
+    assert m.conv.weight.grad.abs().sum() > 0 and x.grad is not None
+
+
+def test_module_impl_argument():
+    torch.manual_seed(0)
+    m = DeformConv2dWithOffset(4, 4, impl='mmcv')
+    nn.init.normal_(m.conv_offset.weight, std=0.3)
+    x = torch.randn(1, 4, 6, 6)
+    ref = m(x)
+    m.impl = 'segext'
+    torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match='impl must be one of'):
+        DeformConv2dWithOffset(4, 4, impl='fast')
