@@ -67,7 +67,7 @@ model = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=200,
+        type='CheckpointHook', by_epoch=False, interval=100,
         max_keep_ckpts=2),
     # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
     visualization=dict(type='PNGDetVisualizationHook'))

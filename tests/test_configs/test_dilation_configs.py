@@ -23,6 +23,7 @@ VOC = {
 CITYSCAPES = ('configs/dilation/'
               'dilation-context_drn-d-22_4xb8-250e_cityscapes-896x896.py')
 TOY_VGG = 'configs/dilation/dilation-large-context_vgg16_synthetic.py'
+TOY_VGG_FRONT = 'configs/dilation/dilation-frontend_vgg16_synthetic.py'
 TOY_DRN = 'configs/drn/drn-d-22-context_synthetic.py'
 VGG16_FRONT_END = 134_260_544  # VGG-16 without fc8 (see test_dilated_vgg)
 
@@ -101,10 +102,15 @@ def test_context_voc(name, widths):
 def test_drn_context_cityscapes():
     cfg = load(CITYSCAPES)
     base = load('configs/drn/drn-d-22_4xb8-250e_cityscapes-896x896.py')
-    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler',
-                'train_cfg'):
-        assert cfg[key] == base[key], key
+    assert cfg.train_dataloader == base.train_dataloader
+    # stage 2 on the trained DRN-D-22: frozen front-end, lr 1e-3, constant
+    assert cfg.load_from == ('work_dirs/drn-d-22_4xb8-250e_cityscapes-'
+                             '896x896/epoch_250.pth')
+    assert cfg.optim_wrapper.optimizer.lr == 1e-3
+    assert cfg.param_scheduler == []
+    assert cfg.train_cfg.max_epochs == 50
     model = meta_build(cfg)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
     head = model.decode_head
     assert type(head).__name__ == 'ContextHead'
     assert head.context.in_channels == 19
@@ -132,20 +138,45 @@ def _train_step(cfg, size=(64, 96)):
     return model
 
 
-@pytest.mark.parametrize('rel', [TOY_VGG, TOY_DRN])
+@pytest.mark.parametrize('rel', [TOY_VGG_FRONT, TOY_VGG, TOY_DRN])
 def test_toy_configs_train(rel):
     cfg = load(rel)
     assert cfg.train_dataloader.dataset.data_root == 'data/synthetic/'
     model = _train_step(cfg)
     head = model.decode_head
-    assert type(head).__name__ == 'ContextHead'
     assert head.num_classes == 6
+    if rel == TOY_VGG_FRONT:
+        assert type(head).__name__ == 'DRNHead'
+        assert model.backbone.conv1_1.weight.grad is not None
+        return
+    # stage 2: the front-end is frozen, the context module trains
+    assert type(head).__name__ == 'ContextHead'
     assert all(c.weight.grad is not None for c in head.context.convs)
+    assert all(p.grad is None for p in model.backbone.parameters())
 
 
-def test_toy_drn_context_matches_drn_toy_budget():
-    cfg, base = load(TOY_DRN), load('configs/drn/drn-d-22_synthetic.py')
-    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler',
-                'train_cfg', 'randomness'):
+def test_toy_vgg_context_is_the_second_stage_of_the_vgg_toy():
+    cfg, base = load(TOY_VGG), load(TOY_VGG_FRONT)
+    for key in ('train_dataloader', 'param_scheduler', 'train_cfg'):
         assert cfg[key] == base[key], key
-    assert cfg.model.backbone == base.model.backbone
+    assert cfg.load_from == (
+        'work_dirs/dilation-frontend_vgg16_synthetic/iter_300.pth')
+    assert cfg.model.backbone.frozen_stages == 5
+    assert cfg.model.decode_head.context_cfg.arch == 'large'
+
+
+def test_toy_drn_context_is_the_second_stage_of_the_drn_toy():
+    cfg, base = load(TOY_DRN), load('configs/drn/drn-d-22_synthetic.py')
+    for key in ('train_dataloader', 'param_scheduler', 'train_cfg',
+                'randomness'):
+        assert cfg[key] == base[key], key
+    assert cfg.optim_wrapper.optimizer == base.optim_wrapper.optimizer
+    # the trained front-end of drn-d-22_synthetic.py, frozen
+    assert cfg.load_from == 'work_dirs/drn-d-22_synthetic/iter_300.pth'
+    assert cfg.model.backbone.frozen_stages == 8
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys[
+        'decode_head.conv_seg'] == dict(lr_mult=0., decay_mult=0.)
+    frozen = dict(cfg.model.backbone)
+    frozen.pop('frozen_stages')
+    assert frozen == base.model.backbone
+    assert cfg.model.decode_head.context_cfg.arch == 'large'

@@ -1,33 +1,39 @@
 """segext's CPU deformable conv vs mmcv's CPU kernel vs a plain conv.
 
 Everything is measured side by side in ONE run: the implementations take
-turns (interleaved), each measurement is repeated and the table shows medians
+turns (interleaved), each measurement is repeated and the tables show medians
 and ratios. Two parts:
 
 1. ``layer``: one 256→256 3×3 DCN v1 layer (pad 1, bias) on the FPN levels of
    an 800×1216 image — P2 200×304, P3 100×152, P4 50×76, P5 25×38 — and on a
-   toy 16×16 map; forward and forward+backward (gradients for input, offsets,
-   weight and bias). Offsets are N(0, 2²) pixels, so many samples fall
-   between pixels and some outside the map.
+   toy 16×16 map. Offsets are N(0, 2²) pixels: most samples fall between
+   pixels and some outside the map.
 2. ``subnet``: UPSNet's shared deformable sub-network of the semantic head
    (3 DCN v1 layers 256→256→128→128 with ReLU, each with its offset conv,
-   UPSNet Sec. 3.1) over P2–P5 of one image, with both implementations, and
-   the same 3 layers as plain convs. Offset convs get N(0, 0.02²) weights so
-   that offsets are about a pixel (at init they are exactly zero).
+   UPSNet Sec. 3.1) over P2–P5 of one 800×1216 image, with both
+   implementations, and the same 3 layers as plain convs. The offset convs
+   get N(0, 0.02²) weights, so offsets are about a pixel (at init they are
+   exactly zero).
+
+Passes: ``fwd`` is an inference forward (no autograd); a training step is a
+forward with autograd plus the backward (gradients for input, offsets,
+weight and bias), reported as ``bwd`` (its backward) and ``fwd+bwd``.
 
     python tools/analysis_tools/benchmark_deform_conv.py          # default
     python tools/analysis_tools/benchmark_deform_conv.py --subnet-backward
     python tools/analysis_tools/benchmark_deform_conv.py --parts layer \\
         --sizes 100x152 25x38 --repeats 5 --max-seconds 30
 
-A measurement cell (one implementation at one size) is repeated
-``--repeats`` times, but stops early once it has used ``--max-seconds`` (at
-least one run): mmcv's backward at P2 alone takes ~25-60 s here. The ``runs``
-column says how many runs the medians are over. Timings on a shared machine
-are noisy; compare ratios within one run.
+Every cell (one implementation, one pass kind, one input) runs up to
+``--repeats`` times but sits out the remaining rounds once it has used
+``--max-seconds`` (it always runs once): mmcv's backward at P2 alone takes
+25-60 s on this machine. ``runs`` gives the number of inference + training
+runs behind the medians. On a shared machine absolute times drift with the
+load; compare the ratios within one run.
 
 Reusable from other benchmarks: :func:`time_fn`, :func:`measure`,
-:func:`bench_deform_conv`, :func:`bench_subnetwork`, :func:`main`.
+:func:`bench_deform_conv`, :func:`bench_subnetwork`, :func:`format_rows`,
+:func:`main`.
 """
 import argparse
 import os.path as osp
@@ -53,57 +59,79 @@ TOY_SIZE = '16x16'
 
 
 def time_fn(fn: Callable[[], object]) -> float:
-    """Wall time of one call of ``fn`` in seconds (CPU: no sync needed)."""
+    """Wall time of one call of ``fn`` in seconds (CPU: nothing to sync)."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def measure(steps: Dict[str, Callable[[], Tuple[float, float]]],
+def measure(steps: Dict[str, Callable[[], Dict[str, float]]],
             repeats: int = 3,
             max_seconds: float = 10.0) -> Dict[str, dict]:
-    """Run ``steps`` interleaved; each returns (forward s, total s).
+    """Run ``steps`` interleaved; each returns named durations in seconds.
 
-    Round-robin over the steps, ``repeats`` rounds; a step that has already
+    ``repeats`` round-robin rounds over the steps; a step that has already
     used ``max_seconds`` sits the remaining rounds out (it always runs at
-    least once). Returns per step the medians ``forward``, ``total`` and the
-    number of ``runs``.
+    least once). Returns per step the median of every duration it reports
+    and its number of ``runs``.
     """
     times = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            spent = sum(total for _, total in times[name])
+            spent = sum(max(run.values()) for run in times[name])
             if times[name] and spent >= max_seconds:
                 continue
             times[name].append(step())
-    return {
-        name: dict(
-            forward=statistics.median(f for f, _ in runs),
-            total=statistics.median(t for _, t in runs),
-            runs=len(runs))
-        for name, runs in times.items()
-    }
+    results = {}
+    for name, runs in times.items():
+        results[name] = {
+            key: statistics.median(run[key] for run in runs)
+            for key in runs[0]
+        }
+        results[name]['runs'] = len(runs)
+    return results
 
 
-def _layer_step(impl: str, inputs: dict, backward: bool):
-    x, offset, weight, bias = (inputs[k]
-                               for k in ('x', 'offset', 'weight', 'bias'))
-    grad = inputs['grad']
+def inference_step(forward: Callable[[], object]):
+    """A :func:`measure` step: ``forward()`` without autograd -> ``fwd``."""
 
     def step():
-        for t in (x, offset, weight, bias):
-            t.grad = None
-        start = time.perf_counter()
-        if impl == 'conv':
-            out = F.conv2d(x, weight, bias, padding=1)
-        else:
-            out = deform_conv2d(x, offset, weight, bias, 1, 1, impl=impl)
-        forward = time.perf_counter() - start
-        if backward:
-            out.backward(grad)
-        return forward, time.perf_counter() - start
+        with torch.no_grad():
+            return dict(fwd=time_fn(forward))
 
     return step
+
+
+def train_step(forward: Callable[[], object],
+               backward: Callable[[object], None],
+               zero_grad: Callable[[], None]):
+    """A :func:`measure` step: ``backward(forward())`` -> ``bwd``, ``total``.
+    """
+
+    def step():
+        zero_grad()
+        start = time.perf_counter()
+        out = forward()
+        middle = time.perf_counter()
+        backward(out)
+        end = time.perf_counter()
+        return dict(bwd=end - middle, total=end - start)
+
+    return step
+
+
+def _by_impl(results: Dict[str, dict], impls: Sequence[str]) -> dict:
+    """'<impl> fwd' / '<impl> train' cells -> one dict per impl."""
+    merged = {}
+    for impl in impls:
+        inference = results[impl + ' fwd']
+        merged[impl] = dict(fwd=inference['fwd'],
+                            runs=str(inference['runs']))
+        train = results.get(impl + ' train')
+        if train is not None:
+            merged[impl].update(bwd=train['bwd'], total=train['total'])
+            merged[impl]['runs'] += f'+{train["runs"]}'
+    return merged
 
 
 def bench_deform_conv(size: Tuple[int, int],
@@ -115,24 +143,41 @@ def bench_deform_conv(size: Tuple[int, int],
                       repeats: int = 3,
                       max_seconds: float = 10.0,
                       seed: int = 0) -> Dict[str, dict]:
-    """One 3×3 DCN v1 layer (pad 1, bias) on a (H, W) map, per impl.
+    """One 3×3 DCN v1 layer (pad 1, bias) on an (H, W) map, per impl.
 
-    ``impls``: 'conv' (plain ``F.conv2d``), 'segext', 'mmcv'. Returns
-    :func:`measure`'s medians per impl.
+    ``impls``: 'conv' (plain ``F.conv2d``), 'segext', 'mmcv'. Returns per
+    impl the medians ``fwd`` (inference) and, with ``backward``, ``bwd`` and
+    ``total`` of training steps, plus ``runs`` ('inference+training').
     """
     h, w = size
     g = torch.Generator().manual_seed(seed)
-    inputs = dict(
-        x=torch.randn(batch, in_channels, h, w, generator=g),
-        offset=torch.randn(batch, 18, h, w, generator=g) * 2,
-        weight=torch.randn(out_channels, in_channels, 3, 3, generator=g) /
-        (in_channels * 9)**0.5,
-        bias=torch.randn(out_channels, generator=g),
-        grad=torch.randn(batch, out_channels, h, w, generator=g))
-    for k in ('x', 'offset', 'weight', 'bias'):
-        inputs[k].requires_grad_(backward)
-    steps = {impl: _layer_step(impl, inputs, backward) for impl in impls}
-    return measure(steps, repeats, max_seconds)
+    x = torch.randn(batch, in_channels, h, w, generator=g)
+    offset = torch.randn(batch, 18, h, w, generator=g) * 2
+    weight = torch.randn(out_channels, in_channels, 3, 3,
+                         generator=g) / (in_channels * 9)**0.5
+    bias = torch.randn(out_channels, generator=g)
+    grad = torch.randn(batch, out_channels, h, w, generator=g)
+    leaves = (x, offset, weight, bias)
+    for t in leaves:
+        t.requires_grad_(backward)
+
+    def forward_for(impl):
+        if impl == 'conv':
+            return lambda: F.conv2d(x, weight, bias, padding=1)
+        return lambda: deform_conv2d(
+            x, offset, weight, bias, 1, 1, impl=impl)
+
+    def zero_grad():
+        for t in leaves:
+            t.grad = None
+
+    steps = {}
+    for impl in impls:
+        steps[impl + ' fwd'] = inference_step(forward_for(impl))
+        if backward:
+            steps[impl + ' train'] = train_step(
+                forward_for(impl), lambda out: out.backward(grad), zero_grad)
+    return _by_impl(measure(steps, repeats, max_seconds), impls)
 
 
 class _SubNetwork(nn.Module):
@@ -167,14 +212,13 @@ def bench_subnetwork(image: Tuple[int, int] = (800, 1216),
                      seed: int = 0) -> Dict[str, dict]:
     """UPSNet's shared sub-network over P2–P5 of one (H, W) image, per impl.
 
-    'segext' and 'mmcv' use the same weights (DCN v1 with offset convs);
-    'conv' is the same 3 layers as plain convs. ``backward`` adds the
-    gradients of everything (features, weights, offset convs).
+    'segext' and 'mmcv' share the weights (DCN v1 with offset convs);
+    'conv' is the same 3 layers as plain convs. Results as
+    :func:`bench_deform_conv`; the training step back-propagates into the
+    features, the weights and the offset convs.
     """
     torch.manual_seed(seed)
-    nets = {}
-    for impl in impls:
-        nets[impl] = _SubNetwork(impl)
+    nets = {impl: _SubNetwork(impl) for impl in impls}
     deformable = [nets[i] for i in impls if i != 'conv']
     if deformable:
         for m in deformable[0].modules():
@@ -188,57 +232,62 @@ def bench_subnetwork(image: Tuple[int, int] = (800, 1216),
         for h, w in fpn_sizes(image)
     ]
 
-    def step_for(net):
+    def zero_grad_for(net):
 
-        def step():
+        def zero_grad():
             net.zero_grad(set_to_none=True)
             for f in feats:
                 f.grad = None
-            start = time.perf_counter()
-            with torch.set_grad_enabled(backward):
-                outs = net(feats)
-            forward = time.perf_counter() - start
-            if backward:
-                sum(o.sum() for o in outs).backward()
-            return forward, time.perf_counter() - start
 
-        return step
+        return zero_grad
 
-    return measure({impl: step_for(net) for impl, net in nets.items()},
-                   repeats, max_seconds)
+    steps = {}
+    for impl, net in nets.items():
+        steps[impl + ' fwd'] = inference_step(lambda net=net: net(feats))
+        if backward:
+            steps[impl + ' train'] = train_step(
+                lambda net=net: net(feats),
+                lambda outs: sum(o.sum() for o in outs).backward(),
+                zero_grad_for(net))
+    return _by_impl(measure(steps, repeats, max_seconds), impls)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f'{a / b:.2f}x' if b > 0 else '-'
+
+
+HEADER = ('| {:<9} | {:<7} | {:>8} | {:>8} | {:>8} | {:>11} | {:>11} | '
+          '{:<18} |').format('input', 'pass', 'conv s', 'segext s', 'mmcv s',
+                             'mmcv/segext', 'segext/conv',
+                             'runs conv/seg/mmcv')
+RULE = '|' + '|'.join(':' + '-' * (len(c) - 1) if i in (0, 1, 7) else
+                      '-' * (len(c) - 1) + ':'
+                      for i, c in enumerate(HEADER.split('|')[1:-1])) + '|'
+
+
+def format_rows(label: str, res: Dict[str, dict]) -> list:
+    """Markdown table rows (fwd, bwd, fwd+bwd as measured) for one input."""
+    rows = []
+    for key, kind in (('fwd', 'fwd'), ('bwd', 'bwd'), ('total', 'fwd+bwd')):
+        if not all(key in res[i] for i in res):
+            continue
+        cells = [f'{res[i][key]:8.3f}' if i in res else f'{"-":>8}'
+                 for i in IMPLS]
+        speedup = _ratio(res['mmcv'][key], res['segext'][key]) \
+            if 'mmcv' in res and 'segext' in res else '-'
+        overhead = _ratio(res['segext'][key], res['conv'][key]) \
+            if 'segext' in res and 'conv' in res else '-'
+        runs = '/'.join(
+            res[i]['runs'].split('+')[0 if key == 'fwd' else -1]
+            for i in IMPLS if i in res)
+        rows.append(f'| {label:<9} | {kind:<7} | ' + ' | '.join(cells) +
+                    f' | {speedup:>11} | {overhead:>11} | {runs:<18} |')
+    return rows
 
 
 def _parse_size(text: str) -> Tuple[int, int]:
     h, w = text.lower().split('x')
     return int(h), int(w)
-
-
-def _ratio(a: float, b: float) -> str:
-    return f'{a / b:6.2f}x' if b > 0 else '     -'
-
-
-def format_rows(label: str, res: Dict[str, dict], backward: bool) -> list:
-    """Table rows (forward, and forward+backward) for one measurement."""
-    rows = []
-    kinds = [('forward', 'fwd')] + ([('total', 'fwd+bwd')] if backward
-                                     else [])
-    for key, kind in kinds:
-        cells = [f'{res[i][key]:9.3f}' if i in res else f'{"-":>9}'
-                 for i in IMPLS]
-        speedup = _ratio(res['mmcv'][key], res['segext'][key]) \
-            if 'mmcv' in res and 'segext' in res else '     -'
-        overhead = _ratio(res['segext'][key], res['conv'][key]) \
-            if 'segext' in res and 'conv' in res else '     -'
-        runs = '/'.join(str(res[i]['runs']) for i in IMPLS if i in res)
-        rows.append(f'| {label:<15} | {kind:<7} | ' + ' | '.join(cells) +
-                    f' | {speedup:>12} | {overhead:>11} | {runs:>6} |')
-    return rows
-
-
-HEADER = ('| {:<15} | {:<7} | {:>9} | {:>9} | {:>9} | {:>12} | {:>11} | '
-          '{:>6} |').format('input', 'pass', 'conv s', 'segext s', 'mmcv s',
-                            'mmcv/segext', 'segext/conv', 'runs')
-RULE = '|' + '|'.join('-' * (len(c)) for c in HEADER.split('|')[1:-1]) + '|'
 
 
 def parse_args(argv=None):
@@ -254,15 +303,15 @@ def parse_args(argv=None):
     p.add_argument('--impls', nargs='+', default=list(IMPLS),
                    choices=list(IMPLS))
     p.add_argument('--no-backward', action='store_true',
-                   help='layer part: forward only')
+                   help='layer part: inference forward only')
     p.add_argument('--subnet-image', default='800x1216',
                    help='HxW image whose P2-P5 feed the sub-network')
     p.add_argument('--subnet-backward', action='store_true',
-                   help='sub-network: also forward+backward (mmcv: ~1-2 '
-                   'min per run at 800x1216)')
+                   help='sub-network: training steps too (mmcv: 1-2 min '
+                   'per step at 800x1216)')
     p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--max-seconds', type=float, default=8.0,
-                   help='stop repeating a cell after this much time')
+    p.add_argument('--max-seconds', type=float, default=5.0,
+                   help='a cell stops repeating after this much time')
     p.add_argument('--threads', type=int, default=None,
                    help='torch intra-op threads (default: torch default)')
     return p.parse_args(argv)
@@ -273,31 +322,31 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} intra-op '
-          f'threads; repeats {args.repeats}, max {args.max_seconds:g} s '
+          f'threads; up to {args.repeats} runs and {args.max_seconds:g} s '
           'per cell; medians in seconds')
     start = time.perf_counter()
     if 'layer' in args.parts:
-        backward = not args.no_backward
         print(f'\nOne DCN v1 layer {args.channels}->{args.channels}, 3x3, '
-              f'batch {args.batch}')
+              f'batch {args.batch}\n')
         print(HEADER)
         print(RULE)
         for text in args.sizes:
             res = bench_deform_conv(
                 _parse_size(text), args.channels, args.channels, args.batch,
-                args.impls, backward, args.repeats, args.max_seconds)
-            for row in format_rows(text, res, backward):
+                args.impls, not args.no_backward, args.repeats,
+                args.max_seconds)
+            for row in format_rows(text, res):
                 print(row, flush=True)
     if 'subnet' in args.parts:
         image = _parse_size(args.subnet_image)
         levels = ', '.join(f'{h}x{w}' for h, w in fpn_sizes(image))
         print(f'\nUPSNet shared sub-network 256->256->128->128 over P2-P5 '
-              f'({levels}) of a {args.subnet_image} image')
+              f'({levels}) of a {args.subnet_image} image\n')
         print(HEADER)
         print(RULE)
         res = bench_subnetwork(image, args.impls, args.subnet_backward,
                                args.repeats, args.max_seconds)
-        for row in format_rows('P2-P5', res, args.subnet_backward):
+        for row in format_rows('P2-P5', res):
             print(row, flush=True)
     print(f'\ntotal {time.perf_counter() - start:.0f} s')
 

@@ -1,7 +1,7 @@
 # The toy training budget for panoptic models on the synthetic dataset (CPU,
 # a few minutes).  Panoptic FPN and UPSNet toy configs both inherit it, so
 # their PQ is compared at equal budget.
-max_iters = 600
+max_iters = 300
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')

@@ -37,18 +37,18 @@ class ContextHead(DRNHead):
     The context module is identity-initialised (Sec. 3): it passes its input
     through unchanged *if the input is non-negative* -- the truncation zeroes
     negative scores, and a class whose score is negative at every pixel gets
-    no gradient through it and never recovers.  The paper meets this premise
-    with a trained front-end; to meet it when the classifier is trained from
-    scratch too, the classifier's bias starts at ``score_bias`` (1.0) for
-    every class.  The softmax ignores a constant added to all scores, so
-    for the classifier alone this changes nothing, but every initial score
-    is then positive (the N(0, 1e-3²) weights move it by a few 1e-2 on O(1)
-    features), and at step 0 the head computes exactly what
-    :class:`DRNHead` computes with the same classifier.  A
-    loaded checkpoint (``load_from`` a trained front-end) overrides it.
-    Measured on the synthetic toy (``configs/drn/drn-d-22-context_
-    synthetic.py``): with a zero bias the three thing classes end at IoU 0,
-    their scores negative everywhere.
+    no gradient through it.  The paper meets this premise with a trained
+    front-end: train it first, then the module on top (``load_from``, as
+    the dilation configs do).  ``score_bias`` (1.0) starts every class score
+    of an untrained classifier positive -- the softmax ignores a constant
+    added to all scores, so for the classifier alone this changes nothing --
+    and at step 0 the head then computes exactly what :class:`DRNHead`
+    computes with the same classifier (the N(0, 1e-3²) weights move a score
+    by a few 1e-2 on O(1) features).  A loaded checkpoint overrides it.
+    That alone does not make joint training from scratch work: on the
+    synthetic DRN toy the thing classes' scores still turn negative at
+    their own pixels early on and those classes end at IoU 0 (see
+    ``docs/context_module.md``).
 
     Args:
         context_cfg (dict, optional): :class:`ContextModule` arguments other

@@ -43,8 +43,8 @@ torch's intra-op thread count):
 
 * a channels-last copy of the input, kept for the backward (+1 zero row);
 * per worker thread, in forward: the chunk's columns (<= ``chunk_bytes``),
-  its (O, L) GEMM output and sampling tables (40 bytes per sample and
-  deformable group);
+  its (O, L) GEMM output and sampling tables (< 100 bytes per sample, i.e.
+  per output pixel, tap and deformable group);
 * per worker thread, in backward: the columns and their gradient
   (2 × ``chunk_bytes``), ``embedding_bag``'s input gradient for the rows the
   chunk reads, and a weight-sized gradient; plus one input-sized gradient
@@ -79,6 +79,8 @@ IMPLS = ('auto', 'mmcv', 'segext')
 # <= 32 MiB: glibc's malloc recycles blocks up to that size instead of
 # mapping fresh pages for every chunk
 DEFAULT_CHUNK_BYTES = 24 * 2**20
+# below this many bytes of columns a chunk is not split further for threads
+_MIN_SPLIT_BYTES = 4 * 2**20
 _CPU_DTYPES = (torch.float32, torch.float64)
 _forced_impl = 'auto'
 
@@ -176,27 +178,27 @@ class _Geometry:
         self.in_per_group = self.channels // groups
         self.pieces = _channel_pieces(self.channels, groups, deform_groups)
 
-    def chunk_pixels(self, chunk_bytes: int, itemsize: int) -> int:
-        """Output pixels per chunk so that one piece's columns fit."""
-        widest = max(c1 - c0 for c0, c1, _, _ in self.pieces)
-        per_pixel = self.taps * widest * itemsize
-        return max(1, min(self.out_pixels, chunk_bytes // per_pixel))
-
     def chunks(self, chunk_bytes: int, itemsize: int,
                workers: int) -> List[Tuple[int, int, int]]:
         """(image, first, last) output-pixel ranges within one image.
 
-        At most ``chunk_bytes`` of columns each, and at least ``workers``
-        chunks in all when there are that many output pixels.
+        Each chunk's columns (one piece) take at most ``chunk_bytes``; work
+        worth splitting (> ``_MIN_SPLIT_BYTES`` of columns) gets at least
+        ``workers`` chunks.
         """
-        step = self.chunk_pixels(chunk_bytes, itemsize)
-        step = min(step, -(-self.batch * self.out_pixels // workers))
+        widest = max(c1 - c0 for c0, c1, _, _ in self.pieces)
+        per_pixel = self.taps * widest * itemsize
+        step = max(1, chunk_bytes // per_pixel)
+        split = -(-self.batch * self.out_pixels // workers)
+        step = min(step, max(split, _MIN_SPLIT_BYTES // per_pixel),
+                   self.out_pixels)
+        step = max(step, 1)
         return [(n, p0, min(p0 + step, self.out_pixels))
                 for n in range(self.batch)
                 for p0 in range(0, self.out_pixels, step)]
 
-    def offset_rows(self, offset: Tensor) -> Tensor:
-        """(B, dg*K*2, Ho, Wo) -> (B, Ho*Wo, dg, K, 2) view, (dy, dx) last.
+    def offset_planes(self, offset: Tensor) -> Tensor:
+        """(B, dg*K*2, Ho, Wo) -> (B, dg, K, 2, Ho*Wo) view.
 
         mmcv's layout: per deformable group, per tap (row-major), (dy, dx).
         """
@@ -207,70 +209,120 @@ class _Geometry:
                              f'deform_groups*kh*kw*2, Ho, Wo), got '
                              f'{tuple(offset.shape)}')
         return offset.view(self.batch, self.deform_groups, self.taps, 2,
-                           self.out_pixels).permute(0, 4, 1, 2, 3)
+                           self.out_pixels)
 
     def regular_grid(self, dtype: torch.dtype) -> Tensor:
-        """(Ho*Wo, 1, K, 2): p0 + p_k of eq. (1), (y, x) per output pixel."""
+        """(2, K, Ho*Wo): p0 + p_k of eq. (1), (y, x) per tap and pixel."""
         kh, kw = self.kernel
         tap_y = torch.arange(kh).repeat_interleave(kw) * self.dilation[0]
         tap_x = torch.arange(kw).repeat(kh) * self.dilation[1]
         ys = torch.arange(self.out_h) * self.stride[0] - self.padding[0]
         xs = torch.arange(self.out_w) * self.stride[1] - self.padding[1]
-        grid_y = (ys[:, None, None] + tap_y).expand(-1, self.out_w, -1)
-        grid_x = (xs[:, None] + tap_x).expand(self.out_h, -1, -1)
-        return torch.stack([grid_y, grid_x], -1).to(dtype).view(
-            self.out_pixels, 1, self.taps, 2)
+        grid_y = (tap_y[:, None, None] + ys[:, None]).expand(
+            -1, -1, self.out_w)
+        grid_x = (tap_x[:, None, None] + xs).expand(-1, self.out_h, -1)
+        return torch.stack([grid_y, grid_x]).to(dtype).view(
+            2, self.taps, self.out_pixels)
 
-    def bilinear(self, offset_rows: Tensor, grid: Tensor, n: int, p0: int,
+    def bilinear(self, offsets: Tensor, grid: Tensor, n: int, p0: int,
                  p1: int):
         """Neighbours and bilinear weights of the samples of one chunk.
 
         Eq. (2) with mmcv's boundary convention: a sample at (y, x) outside
         (-1, H) × (-1, W) is zero, otherwise each of its neighbours (y0, x0),
         (y0, x0+1), (y0+1, x0), (y0+1, x0+1) outside the map counts as zero.
+        Computed in planes (pixels innermost) so every op is a long
+        contiguous loop.
+
+        Args:
+            offsets (Tensor): (B, dg, K, 2, Ho*Wo), see offset_planes.
+            grid (Tensor): (2, K, Ho*Wo), see regular_grid.
 
         Returns:
-            index (L, dg, K, 4) int32: rows of the channels-last input (row
-                0 is all zero, pixel (n, y, x) is row 1 + n*H*W + y*W + x); 0
-                for neighbours that count as zero.
-            weight (L, dg, K, 4): bilinear weights, 0 where index is 0.
-            frac (L, dg, K, 2): (y - y0, x - x0), for the offset gradient.
+            index (4, dg, K, L) int32: rows of the channels-last input of
+                the 4 neighbours (row 0 is all zero, pixel (n, y, x) is row
+                1 + n*H*W + y*W + x); 0 for neighbours that count as zero.
+            weight (4, dg, K, L): bilinear weights, 0 where index is 0.
+            frac (2, dg, K, L): (y - y0, x - x0), for the offset gradient.
         """
-        pos = offset_rows[n, p0:p1] + grid[p0:p1]  # (L, dg, K, 2) = (y, x)
-        size = pos.new_tensor([self.height, self.width])
-        inside = ((pos > -1) & (pos < size)).all(-1)  # (L, dg, K)
+        off = offsets[n, ..., p0:p1]  # (dg, K, 2, L)
+        y = off[:, :, 0] + grid[0, :, p0:p1]  # (dg, K, L)
+        x = off[:, :, 1] + grid[1, :, p0:p1]
+        inside = (y > -1) & (y < self.height) & (x > -1) & (x < self.width)
         # samples outside read nothing; keep their coordinates small
-        pos.clamp_(-2, max(self.height, self.width) + 1)
-        low = pos.floor()
-        frac = pos.sub_(low)
-        low = low.int()
-        # per coordinate: is the low / high neighbour inside the map?
-        ok = torch.stack([low >= 0, low < size.int() - 1], -1)
-        ok[..., 0, :] &= inside[..., None]  # (L, dg, K, 2 (y, x), 2)
-        invalid = ~(ok[..., 0, :, None] & ok[..., 1, None, :]).flatten(-2)
+        y.clamp_(-2, self.height + 1)
+        x.clamp_(-2, self.width + 1)
+        y0, x0 = y.floor(), x.floor()
+        frac = torch.stack([y.sub_(y0), x.sub_(x0)])  # (2, dg, K, L)
+        y0, x0 = y0.int(), x0.int()
+        # is the low / high row (column) of the neighbours in the map?
+        row0 = (y0 >= 0) & inside
+        row1 = (y0 < self.height - 1) & inside
+        col0, col1 = x0 >= 0, x0 < self.width - 1
+        invalid = ~torch.stack(
+            [row0 & col0, row0 & col1, row1 & col0, row1 & col1])
         # bilinear weights (1-ly, ly) ⊗ (1-lx, lx)
-        taps = torch.stack([1 - frac, frac], -1)  # (L, dg, K, 2, 2)
-        weight = (taps[..., 0, :, None] * taps[..., 1, None, :]).flatten(-2)
+        ly, lx = frac
+        hy, hx = 1 - ly, 1 - lx
+        weight = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx])
         weight.masked_fill_(invalid, 0)
-        corner = torch.add(low[..., 1], low[..., 0], alpha=self.width)
-        corner += 1 + n * self.height * self.width
-        index = corner[..., None] + corner.new_tensor(
-            [0, 1, self.width, self.width + 1])
+        corner = torch.add(x0, y0, alpha=self.width).add_(
+            1 + n * self.height * self.width)
+        index = corner + corner.new_tensor(
+            [0, 1, self.width, self.width + 1]).view(4, 1, 1, 1)
         index.masked_fill_(invalid, 0)
         return index, weight, frac
 
 
-def _channels_last_rows(input: Tensor, geo: _Geometry) -> List[Tensor]:
+def _channels_last_rows(input: Tensor, geo: _Geometry,
+                        workers: int) -> List[Tensor]:
     """(B, C, H, W) -> per piece (1 + B*H*W, Cp), row 0 all zero."""
-    rows = []
-    for c0, c1, _, _ in geo.pieces:
-        piece = input.new_empty(1 + geo.batch * geo.height * geo.width,
-                                c1 - c0)
+    rows = [
+        input.new_empty(1 + geo.batch * geo.height * geo.width, c1 - c0)
+        for c0, c1, _, _ in geo.pieces
+    ]
+
+    def run(bands):
+        for y0, y1 in bands:
+            for (c0, c1, _, _), piece in zip(geo.pieces, rows):
+                piece[1:].view(geo.batch, geo.height, geo.width,
+                               c1 - c0)[:, y0:y1].copy_(
+                                   input[:, c0:c1, y0:y1].permute(0, 2, 3, 1))
+
+    _map_chunks(run, _bands(geo.height, workers, _nbytes(input)), workers)
+    for piece in rows:
         piece[0].zero_()
-        piece[1:].view(geo.batch, geo.height, geo.width,
-                       c1 - c0).copy_(input[:, c0:c1].permute(0, 2, 3, 1))
-        rows.append(piece)
     return rows
+
+
+def _from_channels_last_rows(rows: List[Tensor], geo: _Geometry,
+                             workers: int) -> Tensor:
+    """Inverse of :func:`_channels_last_rows` (drops the zero row)."""
+    out = rows[0].new_empty(geo.batch, geo.channels, geo.height, geo.width)
+
+    def run(bands):
+        for y0, y1 in bands:
+            for (c0, c1, _, _), piece in zip(geo.pieces, rows):
+                out[:, c0:c1, y0:y1] = piece[1:].view(
+                    geo.batch, geo.height, geo.width,
+                    c1 - c0)[:, y0:y1].permute(0, 3, 1, 2)
+
+    _map_chunks(run, _bands(geo.height, workers, _nbytes(out)), workers)
+    return out
+
+
+def _bands(height: int, workers: int, nbytes: int) -> List[Tuple[int, int]]:
+    """Split ``height`` rows into ``workers`` bands for a layout copy of
+    ``nbytes`` (one band when the copy is too small to be worth a thread).
+    """
+    if nbytes < _MIN_SPLIT_BYTES:
+        workers = 1
+    step = -(-height // workers)
+    return [(y0, min(y0 + step, height)) for y0 in range(0, height, step)]
+
+
+def _nbytes(tensor: Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 def _weight_pieces(weight: Tensor, geo: _Geometry) -> List[Tensor]:
@@ -359,9 +411,10 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         with _num_threads(1):
             geo = _Geometry(input, weight, stride, padding, dilation, groups,
                             deform_groups)
-            offset_rows = geo.offset_rows(offset)  # (B, Ho*Wo, dg, K, 2)
-            grid = geo.regular_grid(input.dtype)  # (Ho*Wo, 1, K, 2)
-            rows = _channels_last_rows(input, geo)  # [(1 + B*H*W, Cp)]
+            offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
+            grid = geo.regular_grid(input.dtype)  # (2, K, Ho*Wo)
+            # [(1 + B*H*W, Cp)]
+            rows = _channels_last_rows(input, geo, workers)
             out = input.new_empty(geo.batch, geo.out_channels, geo.out_h,
                                   geo.out_w)
             out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
@@ -371,17 +424,20 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
             def run(chunks):
                 for n, p0, p1 in chunks:
                     length = p1 - p0
-                    index, bilinear, _ = geo.bilinear(offset_rows, grid, n,
-                                                      p0, p1)
-                    # order the samples (tap row, pixel, tap col): the
-                    # columns then form a (kh, L*kw) image, and the GEMM is
-                    # a kh×kw conv with stride (kh, kw) -> (1, L), which
-                    # oneDNN runs faster than a plain GEMM of that shape
-                    index = index.view(length, geo.deform_groups, kh, kw,
-                                       4).permute(1, 2, 0, 3, 4).contiguous()
-                    bilinear = bilinear.view(length, geo.deform_groups, kh,
-                                             kw, 4).permute(1, 2, 0, 3,
-                                                            4).contiguous()
+                    # (4, dg, K, L) each
+                    index, bilinear, _ = geo.bilinear(offsets, grid, n, p0,
+                                                      p1)
+                    # order the samples (tap row, pixel, tap col), the 4
+                    # neighbours innermost: the columns then form a
+                    # (kh, L*kw) image and the GEMM is a kh×kw conv with
+                    # stride (kh, kw) -> (1, L), which oneDNN runs faster
+                    # than a plain GEMM of that shape
+                    index = index.view(4, geo.deform_groups, kh, kw,
+                                       length).permute(1, 2, 4, 3,
+                                                       0).contiguous()
+                    bilinear = bilinear.view(4, geo.deform_groups, kh, kw,
+                                             length).permute(1, 2, 4, 3,
+                                                             0).contiguous()
                     written = set()
                     for (c0, c1, g, d), x_rows in zip(geo.pieces, rows):
                         cols = _sample(index[d].view(-1, 4),
@@ -409,7 +465,6 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                                    workers), workers)
         ctx.geo = geo
         ctx.chunk_bytes = chunk_bytes
-        ctx.workers = workers
         ctx.has_bias = bias is not None
         ctx.save_for_backward(offset, weight, *rows)
         return out
@@ -417,27 +472,41 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
+        workers = torch.get_num_threads()
         with _num_threads(1):
-            grads = DeformConv2dCPUFunction._backward(ctx, grad_output)
+            grads = DeformConv2dCPUFunction._backward(ctx, grad_output,
+                                                      workers)
         return grads + (None, ) * 6
 
     @staticmethod
-    def _backward(ctx, grad_output: Tensor):
+    def _backward(ctx, grad_output: Tensor, workers: int):
         geo = ctx.geo
         offset, weight, *rows = ctx.saved_tensors
         need_input, need_offset, need_weight, need_bias = \
             ctx.needs_input_grad[:4]
         need_samples = need_input or need_offset
         og = geo.out_per_group
-        offset_rows = geo.offset_rows(offset)
-        grid = geo.regular_grid(grad_output.dtype)
+        offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
+        grid = geo.regular_grid(grad_output.dtype)  # (2, K, Ho*Wo)
         weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
         grad_out = grad_output.contiguous().view(geo.batch, geo.out_channels,
                                                  geo.out_pixels)
-        grad_rows = [torch.zeros_like(r) for r in rows] if need_input else None
+        grad_rows = None
+        if need_input:
+            grad_rows = [torch.empty_like(r) for r in rows]
+
+            def zero(bands):
+                for r0, r1 in bands:
+                    for g_rows in grad_rows:
+                        g_rows[r0:r1].zero_()
+
+            _map_chunks(
+                zero,
+                _bands(grad_rows[0].size(0), workers,
+                       sum(_nbytes(g) for g in grad_rows)), workers)
         grad_rows_lock = threading.Lock()
         grad_offset = torch.empty_like(offset) if need_offset else None
-        grad_offset_rows = geo.offset_rows(grad_offset) if need_offset \
+        grad_offsets = geo.offset_planes(grad_offset) if need_offset \
             else None
 
         def run(chunks):
@@ -446,17 +515,20 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 if need_weight else None
             for n, p0, p1 in chunks:
                 length = p1 - p0
-                # (L, dg, K, 4), (L, dg, K, 4), (L, dg, K, 2)
-                index, bilinear, frac = geo.bilinear(offset_rows, grid, n,
-                                                     p0, p1)
+                index, bilinear, frac = geo.bilinear(offsets, grid, n, p0,
+                                                     p1)
+                # samples ordered (pixel, tap), the 4 neighbours innermost
+                index = index.permute(1, 3, 2, 0).contiguous()
+                bilinear = bilinear.permute(1, 3, 2, 0).contiguous()
+                # (dg, L, K, 4) each
                 grad_bilinear = torch.zeros_like(bilinear) if need_offset \
                     else None
                 for i, ((c0, c1, g, d), x_rows, w_piece) in enumerate(
                         zip(geo.pieces, rows, weights)):
                     # (O/g, L)
                     g_out = grad_out[n, g * og:(g + 1) * og, p0:p1]
-                    idx = index[:, d].reshape(-1, 4)  # (L*K, 4)
-                    bil = bilinear[:, d].reshape(-1, 4)
+                    idx = index[d].view(-1, 4)  # (L*K, 4)
+                    bil = bilinear[d].view(-1, 4)
                     if not need_samples:
                         cols = _sample(idx, bil, x_rows).view(length, -1)
                         # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
@@ -490,32 +562,29 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                         with grad_rows_lock:
                             grad_rows[i][lo - 1:hi + 1] += sample_grads[0]
                     if need_offset:
-                        grad_bilinear[:, d] += sample_grads[-1].view(
+                        grad_bilinear[d] += sample_grads[-1].view(
                             length, geo.taps, 4)
                 if need_offset:
                     # derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x);
                     # neighbours that count as zero have no gradient
-                    gb = grad_bilinear.masked_fill_(index == 0, 0).unbind(-1)
-                    ly, lx = frac.unbind(-1)  # (L, dg, K)
-                    grad_offset_rows[n, p0:p1] = torch.stack([
-                        (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx,
+                    grad_bilinear.masked_fill_(index == 0, 0)
+                    # (4, dg, K, L)
+                    gb = grad_bilinear.permute(3, 0, 2, 1).contiguous()
+                    ly, lx = frac  # (dg, K, L)
+                    grad_offsets[n, ..., 0, p0:p1] = \
+                        (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx
+                    grad_offsets[n, ..., 1, p0:p1] = \
                         (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
-                    ], -1)  # (L, dg, K, 2)
             return grad_weights
 
         partial_grad_weights = _map_chunks(
             run,
             geo.chunks(ctx.chunk_bytes, grad_output.element_size(),
-                       ctx.workers), ctx.workers)
+                       workers), workers)
 
         grad_input = grad_weight = grad_bias = None
         if need_input:
-            grad_input = grad_output.new_empty(geo.batch, geo.channels,
-                                               geo.height, geo.width)
-            for (c0, c1, _, _), g_rows in zip(geo.pieces, grad_rows):
-                grad_input[:, c0:c1] = g_rows[1:].view(
-                    geo.batch, geo.height, geo.width,
-                    c1 - c0).permute(0, 3, 1, 2)
+            grad_input = _from_channels_last_rows(grad_rows, geo, workers)
         if need_weight:
             grad_weight = torch.empty_like(weight)
             for i, (c0, c1, g, _) in enumerate(geo.pieces):
@@ -563,6 +632,9 @@ def deform_conv2d_cpu(input: Tensor,
                          f'groups={groups}, got {channels}')
     # mmcv's amp convention: the offset's dtype decides
     input = input.type_as(offset)
+    if input.dtype not in _CPU_DTYPES:
+        raise TypeError(f'deform_conv2d_cpu supports {_CPU_DTYPES}, got '
+                        f'{input.dtype} (impl="mmcv" takes other dtypes)')
     weight = weight.type_as(input)
     if bias is not None:
         bias = bias.type_as(input)

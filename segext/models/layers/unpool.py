@@ -10,7 +10,7 @@ memory argument is 2 bits per pooled element; ``torch.nn.functional``'s
 64 bits per element — more than the float32 features themselves.
 
 Compact index layout (what :class:`PoolIndices` holds when ``compact``)
----------------------------------------------------------------------
+-----------------------------------------------------------------------
 * The *window code* of a pooled element is the row-major position of its
   maximum inside its window: ``code = 2 * dy + dx``, ``dy, dx ∈ {0, 1}``
   (0 = top-left, 1 = top-right, 2 = bottom-left, 3 = bottom-right).  Pooled

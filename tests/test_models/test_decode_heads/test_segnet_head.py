@@ -26,7 +26,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def segmentor(stage_channels=TINY, num_classes=5, compact=True):
+def segmentor(stage_channels=TINY, num_classes=5, compact=True, **kwargs):
     init_default_scope('mmseg')
     return MODELS.build(ConfigDict(
         type='EncoderDecoder',
@@ -36,7 +36,7 @@ def segmentor(stage_channels=TINY, num_classes=5, compact=True):
                       compact_indices=compact),
         decode_head=dict(type='SegNetHead', stage_channels=stage_channels,
                          num_classes=num_classes),
-        train_cfg=dict(), test_cfg=dict(mode='whole')))
+        train_cfg=dict(), test_cfg=dict(mode='whole'), **kwargs))
 
 
 def test_decoder_mirrors_the_encoder_as_in_the_paper():
@@ -102,7 +102,10 @@ def test_each_stage_unpools_sparsely_to_the_recorded_positions():
 
 def test_train_step_loss_backward_and_predict():
     torch.manual_seed(0)
-    model = segmentor().train()
+    # an mmseg auxiliary head with in_index=-1 reads the deepest feature
+    model = segmentor(auxiliary_head=dict(
+        type='FCNHead', in_channels=8, channels=4, num_convs=1, in_index=-1,
+        num_classes=5, concat_input=False)).train()
     x = torch.randn(2, 3, 32, 48)
     samples = []
     for _ in range(2):
@@ -115,7 +118,8 @@ def test_train_step_loss_backward_and_predict():
         samples.append(s)
     losses = model(x, samples, mode='loss')
     assert torch.isfinite(losses['decode.loss_ce'])
-    losses['decode.loss_ce'].backward()
+    assert torch.isfinite(losses['aux.loss_ce'])
+    (losses['decode.loss_ce'] + losses['aux.loss_ce']).backward()
     assert all(p.grad is not None for p in model.parameters())
     model.eval()
     with torch.no_grad():
