@@ -27,6 +27,9 @@ model = dict(
     decode_head=dict(
         type='ContextHead',
         context_cfg=dict(arch='large', dilations='voc')))
+# the authors' context-stage lr (fyu/dilation docs/training.md), with the
+# toy's warm-up + poly schedule
 optim_wrapper = dict(
+    optimizer=dict(lr=1e-3),
     paramwise_cfg=dict(
         custom_keys={'decode_head.conv_seg': dict(lr_mult=0., decay_mult=0.)}))

@@ -163,6 +163,7 @@ def test_toy_vgg_context_is_the_second_stage_of_the_vgg_toy():
         'work_dirs/dilation-frontend_vgg16_synthetic/iter_300.pth')
     assert cfg.model.backbone.frozen_stages == 5
     assert cfg.model.decode_head.context_cfg.arch == 'large'
+    assert cfg.optim_wrapper.optimizer.lr == 1e-3
 
 
 def test_toy_drn_context_is_the_second_stage_of_the_drn_toy():
@@ -170,7 +171,9 @@ def test_toy_drn_context_is_the_second_stage_of_the_drn_toy():
     for key in ('train_dataloader', 'param_scheduler', 'train_cfg',
                 'randomness'):
         assert cfg[key] == base[key], key
-    assert cfg.optim_wrapper.optimizer == base.optim_wrapper.optimizer
+    # the authors' context-stage lr, otherwise the DRN toy's optimizer
+    opt = dict(base.optim_wrapper.optimizer, lr=1e-3)
+    assert cfg.optim_wrapper.optimizer == opt
     # the trained front-end of drn-d-22_synthetic.py, frozen
     assert cfg.load_from == 'work_dirs/drn-d-22_synthetic/iter_300.pth'
     assert cfg.model.backbone.frozen_stages == 8

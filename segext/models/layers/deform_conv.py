@@ -35,8 +35,8 @@ its 4 neighbours outside the map counts as zero. Such neighbours read an extra
 all-zero row of the channels-last input with weight 0.
 
 Parallelism is over chunks, not inside ops: ``torch.get_num_threads()``
-worker threads each run whole chunks on one intra-op thread (see
-:func:`_map_chunks`).
+worker threads (kept between calls) each run whole chunks on one intra-op
+thread (see :func:`_map_chunks`).
 
 Peak extra memory of the CPU path (``chunk_bytes``: default 24 MiB; ``T``:
 torch's intra-op thread count):
@@ -56,6 +56,7 @@ call (560 MB for 256 channels on a 200×304 map).
 """
 import contextlib
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, List, Optional, Tuple, Union
@@ -183,16 +184,18 @@ class _Geometry:
         """(image, first, last) output-pixel ranges within one image.
 
         Each chunk's columns (one piece) take at most ``chunk_bytes``; work
-        worth splitting (> ``_MIN_SPLIT_BYTES`` of columns) gets at least
-        ``workers`` chunks.
+        worth splitting (>= ``_MIN_SPLIT_BYTES`` of columns) gets a multiple
+        of ``workers`` chunks of equal size.
         """
         widest = max(c1 - c0 for c0, c1, _, _ in self.pieces)
         per_pixel = self.taps * widest * itemsize
-        step = max(1, chunk_bytes // per_pixel)
-        split = -(-self.batch * self.out_pixels // workers)
-        step = min(step, max(split, _MIN_SPLIT_BYTES // per_pixel),
+        pixels = self.batch * self.out_pixels
+        count = -(-pixels * per_pixel // chunk_bytes)
+        if pixels * per_pixel >= _MIN_SPLIT_BYTES:
+            # a multiple of the workers, so that they finish together
+            count = -(-max(count, workers) // workers) * workers
+        step = min(-(-pixels // count), max(1, chunk_bytes // per_pixel),
                    self.out_pixels)
-        step = max(step, 1)
         return [(n, p0, min(p0 + step, self.out_pixels))
                 for n in range(self.batch)
                 for p0 in range(0, self.out_pixels, step)]
@@ -388,9 +391,29 @@ def _map_chunks(run: Callable[[Iterator], object], chunks: list,
         with torch.no_grad():  # grad mode is thread-local
             return run(next_chunks())
 
-    with ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(worker) for _ in range(workers)]
-        return [future.result() for future in futures]
+    futures = [_pool(workers).submit(worker) for _ in range(workers)]
+    return [future.result() for future in futures]
+
+
+_POOL = None  # (process id, size, ThreadPoolExecutor)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The worker threads, kept between calls (their oneDNN/MKL state too).
+
+    Re-created in a forked child (threads do not survive ``fork``, e.g. in
+    DataLoader workers) and when more workers are asked for.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < workers:
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[2].shutdown(wait=False)
+            _POOL = (os.getpid(), workers,
+                     ThreadPoolExecutor(
+                         workers, thread_name_prefix='segext_dcn'))
+        return _POOL[2]
 
 
 class DeformConv2dCPUFunction(torch.autograd.Function):

@@ -312,3 +312,25 @@ def test_module_impl_argument():
     torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match='impl must be one of'):
         DeformConv2dWithOffset(4, 4, impl='fast')
+
+
+def _run_in_child(queue):
+    case = make_case(batch=2)
+    out = deform_conv2d_cpu(case['x'], case['offset'], case['weight'], None,
+                            1, 1)
+    queue.put(tuple(out.shape))
+
+
+def test_works_in_a_forked_child():
+    """The worker threads are kept between calls; a forked child (e.g. a
+    DataLoader worker) must get its own instead of waiting on dead ones."""
+    import multiprocessing as mp
+    case = make_case(batch=2)
+    deform_conv2d_cpu(case['x'], case['offset'], case['weight'], None, 1, 1)
+    ctx = mp.get_context('fork')
+    queue = ctx.Queue()
+    child = ctx.Process(target=_run_in_child, args=(queue, ))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=1) == (2, 6, 7, 9)
