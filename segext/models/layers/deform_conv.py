@@ -38,7 +38,7 @@ Parallelism is over chunks, not inside ops: ``torch.get_num_threads()``
 worker threads (kept between calls) each run whole chunks on one intra-op
 thread (see :func:`_map_chunks`).
 
-Peak extra memory of the CPU path (``chunk_bytes``: default 24 MiB; ``T``:
+Peak extra memory of the CPU path (``chunk_bytes``: default 16 MiB; ``T``:
 torch's intra-op thread count):
 
 * a channels-last copy of the input, kept for the backward (+1 zero row);
@@ -78,8 +78,9 @@ __all__ = [
 
 IMPLS = ('auto', 'mmcv', 'segext')
 # <= 32 MiB: glibc's malloc recycles blocks up to that size instead of
-# mapping fresh pages for every chunk
-DEFAULT_CHUNK_BYTES = 24 * 2**20
+# mapping fresh pages for every chunk; 2 workers' columns then also fit a
+# 32 MiB L3 between the gather that writes them and the GEMM that reads them
+DEFAULT_CHUNK_BYTES = 16 * 2**20
 # below this many bytes of columns a chunk is not split further for threads
 _MIN_SPLIT_BYTES = 4 * 2**20
 _CPU_DTYPES = (torch.float32, torch.float64)
