@@ -73,15 +73,17 @@ mmcv_ok() {
 if mmcv_ok; then
   log "mmcv $MMCV_VERSION with ops already installed"
 else
-  if "${PIP[@]}" install -q --only-binary=mmcv --no-deps "mmcv==$MMCV_VERSION" >/dev/null 2>&1 && mmcv_ok; then
+  # (with its dependencies, pinned: importing mmcv needs mmengine)
+  if "${PIP[@]}" install -q --only-binary=mmcv "mmcv==$MMCV_VERSION" \
+      mmengine==0.10.7 "numpy<2" >/dev/null 2>&1 && mmcv_ok; then
     log "installed mmcv $MMCV_VERSION from a prebuilt wheel (PIP_FIND_LINKS=${PIP_FIND_LINKS:-unset})"
   else
     log "no usable mmcv $MMCV_VERSION wheel: building from source with ops (about 13 min on 2 cores)"
     "${PIP[@]}" uninstall -q -y mmcv >/dev/null 2>&1 || true
-    "${PIP[@]}" install -q ninja psutil
+    "${PIP[@]}" install -q ninja psutil mmengine==0.10.7 "numpy<2"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-      "${PIP[@]}" install --no-build-isolation --no-binary=mmcv --no-deps \
-      "mmcv==$MMCV_VERSION"
+      "${PIP[@]}" install --no-build-isolation --no-binary=mmcv \
+      "mmcv==$MMCV_VERSION" mmengine==0.10.7 "numpy<2"
     mmcv_ok || { log "ERROR: mmcv $MMCV_VERSION built but its ops do not import"; exit 1; }
   fi
 fi
