@@ -92,10 +92,10 @@ class ContextModule(BaseModule):
 
     Weights are identity-initialised (:func:`identity_init_`, Sec. 3):
     the basic module starts as the identity on non-negative input; the large
-    one adds ε ~ N(0, σ²) with ``σ = identity_noise · C / c_{i+1}``.  ε is
-    what lets the large module learn at all: the floor rule copies every
-    input channel into ``c_{i+1} / C`` identical channels, which without
-    noise receive identical gradients and stay copies forever.  The default
+    one adds ε ~ N(0, σ²) with ``σ = identity_noise · C / c_{i+1}``.  ε breaks
+    a symmetry: the floor rule copies every input channel into
+    ``c_{i+1} / C`` identical channels, which without noise would receive
+    identical gradients and stay copies for ever.  The default
     ``identity_noise = 1e-3`` keeps every ε three orders of magnitude below
     the identity tap, so the initial output is within a few per cent of the
     input (see ``docs/context_module.md`` for the estimate).  An explicit
@@ -114,8 +114,9 @@ class ContextModule(BaseModule):
         in_index (int): neck form only -- which of the input features the
             module transforms.  Default: -1 (the last, stride-8 one).
         identity_noise (float, optional): ``σ / (C / c_{i+1})``.  Default:
-            None = the paper's choice, 0 for ``'basic'`` (exact identity)
-            and 1e-3 otherwise.
+            None = 0 when every width is C (basic: the paper's exact
+            identity), else 1e-3 (our choice; the paper asks only
+            σ ≪ C / c_{i+1}).
         init_cfg (dict | list[dict], optional): replaces the identity init.
     """
 
