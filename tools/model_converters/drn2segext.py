@@ -30,13 +30,16 @@ omitted.  Old checkpoints (PyTorch < 0.4.1) have no BN
 ``num_batches_tracked``; those are filled with 0 (as PyTorch does).
 """
 import argparse
-import os
 import os.path as osp
 import re
 import sys
 from collections import OrderedDict
 
 import torch
+
+from segext.utils.model_conversion import (ConversionError,  # noqa: F401
+                                           read_checkpoint, save_converted,
+                                           unwrap_state_dict)
 
 __all__ = ['ConversionError', 'convert', 'infer_variant', 'main']
 
@@ -53,31 +56,19 @@ STEM_NAMES = {
 }
 
 
-class ConversionError(ValueError):
-    """The checkpoint does not fit the requested/inferred DRN variant."""
-
-
 def _drn_class():
     from segext.models.backbones.drn import DRN
     return DRN
 
 
 def unwrap(checkpoint) -> 'OrderedDict[str, torch.Tensor]':
-    """The state dict of a checkpoint, without a DataParallel prefix."""
-    state = checkpoint
-    if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
-        state = checkpoint['state_dict']
-    if not isinstance(state, dict) or not state:
-        raise ConversionError(
-            'expected a state dict (or {"state_dict": ...}), got '
-            f'{type(state).__name__}')
-    if all(k.startswith('module.') for k in state):
-        state = OrderedDict((k[len('module.'):], v) for k, v in state.items())
+    """The state dict of one of the authors' ImageNet checkpoints."""
+    state = unwrap_state_dict(checkpoint)
     if any(k.startswith('base.') for k in state):
         raise ConversionError(
             "keys 'base.*' are the authors' segmentation model (DRNSeg); "
             'this converter takes their ImageNet (drn.py) checkpoints')
-    return OrderedDict(state)
+    return state
 
 
 def _level_size(state, level: int, plain: bool) -> int:
@@ -220,24 +211,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.src):
-        sys.exit(f'error: checkpoint not found: {args.src}')
-    try:
-        ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001  any unreadable file
-        sys.exit(f'error: cannot read {args.src} as a torch checkpoint of '
-                 f'tensors: {type(err).__name__}: {err}')
+    ckpt = read_checkpoint(args.src)
     try:
         state, arch, depth = convert(ckpt, args.arch, args.depth)
     except ConversionError as err:
         sys.exit(f'error: {args.src}: {err}')
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(
-        dict(state_dict=state,
-             meta=dict(arch=arch, depth=depth, source=osp.basename(args.src),
-                       converter='tools/model_converters/drn2segext.py')),
-        args.dst)
+    save_converted(state, args.dst, arch=arch, depth=depth,
+                   source=osp.basename(args.src),
+                   converter='tools/model_converters/drn2segext.py')
     n = sum(v.numel() for k, v in state.items()
             if not k.endswith(('running_mean', 'running_var',
                                'num_batches_tracked')))

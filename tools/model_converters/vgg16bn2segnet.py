@@ -36,7 +36,6 @@ so each VGG conv bias ``b`` is folded into the BN that follows it as
 mean, which cancels any constant per-channel ``b``.
 """
 import argparse
-import os
 import os.path as osp
 import re
 import sys
@@ -44,6 +43,10 @@ from collections import OrderedDict
 from typing import Callable, Dict, List, Tuple
 
 import torch
+
+from segext.utils.model_conversion import (ConversionError,  # noqa: F401
+                                           read_checkpoint, save_converted,
+                                           unwrap_state_dict)
 
 __all__ = ['ConversionError', 'convert', 'layer_plan', 'main']
 
@@ -53,10 +56,6 @@ DROPPED = {
     'classifier.': 'the ImageNet fully connected layers (SegNet has none)',
     'head.': "the classification head (mmpretrain's ClsHead)",
 }
-
-
-class ConversionError(ValueError):
-    """The checkpoint is not a VGG-BN that fits ``SegNetVGG``."""
 
 
 def layer_plan(depth: int = 16) -> List[Tuple[str, str, str]]:
@@ -76,27 +75,6 @@ def layer_plan(depth: int = 16) -> List[Tuple[str, str, str]]:
         flat += 1        # MaxPool2d
         module += 1
     return plan
-
-
-def _unwrap(checkpoint) -> 'OrderedDict[str, torch.Tensor]':
-    state = checkpoint
-    if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
-        state = state['state_dict']
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConversionError(
-            'expected a state dict of tensors (or {"state_dict": ...}), got '
-            f'{type(state).__name__}')
-    out = OrderedDict()
-    for key, value in state.items():
-        for prefix in ('module.', 'backbone.'):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        if key in out:
-            raise ConversionError(f'duplicate key {key!r} after removing '
-                                  'module./backbone. prefixes')
-        out[key] = value
-    return out
 
 
 def _source_names(state, depth) -> Dict[str, Tuple[str, str]]:
@@ -131,7 +109,7 @@ def convert(checkpoint,
 
     Raises :class:`ConversionError` naming the key at fault.
     """
-    state = _unwrap(checkpoint)
+    state = unwrap_state_dict(checkpoint, ('module.', 'backbone.'))
     if not any(k.endswith('running_mean') for k in state):
         raise ConversionError(
             'no BatchNorm running statistics found: this is not a VGG-BN '
@@ -193,18 +171,13 @@ def main(argv=None):
     args = parse_args(argv)
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__)))))
-    if not osp.isfile(args.src):
-        sys.exit(f'error: source checkpoint not found: {args.src}')
-    checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
+    checkpoint = read_checkpoint(args.src)
     try:
         state = convert(checkpoint, depth=args.depth)
     except ConversionError as err:
         sys.exit(f'error: {args.src}: {err}')
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=state,
-                    meta=dict(source=osp.basename(args.src),
-                              converter='vgg16bn2segnet.py',
-                              depth=args.depth)), args.dst)
+    save_converted(state, args.dst, source=osp.basename(args.src),
+                   converter='vgg16bn2segnet.py', depth=args.depth)
     print(f'saved {len(state)} tensors to {args.dst}')
 
 

@@ -36,13 +36,16 @@ RGB normalised by mean and std: pair a Caffe-origin checkpoint with
 bgr_to_rgb=False)``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 from collections import OrderedDict
 from math import prod
 
 import torch
+
+from segext.utils.model_conversion import (ConversionError,  # noqa: F401
+                                           read_checkpoint, save_converted,
+                                           unwrap_state_dict)
 
 __all__ = ['ConversionError', 'SOURCE_NAMES', 'convert', 'fc_to_conv',
            'main']
@@ -61,22 +64,9 @@ SOURCE_NAMES = {
 }
 
 
-class ConversionError(ValueError):
-    """The checkpoint is not a VGG-16 that fits ``DilatedVGG``."""
-
-
 def unwrap(checkpoint) -> 'OrderedDict[str, torch.Tensor]':
     """The state dict of a checkpoint, without a DataParallel prefix."""
-    state = checkpoint
-    if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
-        state = checkpoint['state_dict']
-    if not isinstance(state, dict) or not state:
-        raise ConversionError(
-            'expected a state dict (or {"state_dict": ...}), got '
-            f'{type(state).__name__}')
-    if all(k.startswith('module.') for k in state):
-        state = OrderedDict((k[len('module.'):], v) for k, v in state.items())
-    return OrderedDict(state)
+    return unwrap_state_dict(checkpoint)
 
 
 def fc_to_conv(weight: torch.Tensor, target_shape) -> torch.Tensor:
@@ -160,24 +150,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.src):
-        sys.exit(f'error: checkpoint not found: {args.src}')
-    try:
-        ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001  any unreadable file
-        sys.exit(f'error: cannot read {args.src} as a torch checkpoint of '
-                 f'tensors: {type(err).__name__}: {err}')
+    ckpt = read_checkpoint(args.src)
     try:
         state = convert(ckpt)
     except ConversionError as err:
         sys.exit(f'error: {args.src}: {err}')
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(
-        dict(state_dict=state,
-             meta=dict(source=osp.basename(args.src),
-                       converter='tools/model_converters/vgg2segext.py')),
-        args.dst)
+    save_converted(state, args.dst, source=osp.basename(args.src),
+                   converter='tools/model_converters/vgg2segext.py')
     n = sum(v.numel() for v in state.values())
     print(f'saved DilatedVGG (VGG-16): {len(state)} tensors, {n:,} '
           f'parameters -> {args.dst}')
