@@ -71,6 +71,10 @@ class Cluster:
         out = self.run('scontrol', 'show', 'job', str(job))
         return re.search(r'JobState=(\S+)', out).group(1)
 
+    def node_states(self):
+        out = self.run('sinfo', '-h', '-p', self.partition, '-o', '%t')
+        return set(out.split())
+
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
@@ -197,10 +201,16 @@ def preempted_run(cluster, data_root, tmp_path_factory):
     H.wait_for(second_checkpoint, TIMEOUT, what='the 2nd checkpoint')
     cluster.run('scontrol', 'requeue', job)
     requeued_at = time.time()
-    # Slurm holds a requeued job for ~2 min (BeginTime); do not wait for it.
+    # Slurm holds a requeued job for ~2 min (BeginTime); do not wait for it,
+    # but let the node finish killing the first run, and start no sooner
+    # than 2 s after the requeue: slurmd revokes the job's credential with a
+    # one-second resolution, and a relaunch within the same second is
+    # refused ("Job credential revoked") and the job ends FAILED.
     H.wait_for(lambda: cluster.job_state(job) == 'PENDING', 60,
                what='the requeued job to be pending')
-    cluster.run('scontrol', 'update', f'JobId={job}', 'StartTime=now')
+    H.wait_for(lambda: cluster.node_states() == {'idle'}, 60,
+               what='the node to be idle after the requeue')
+    cluster.run('scontrol', 'update', f'JobId={job}', 'StartTime=now+2')
     H.wait_for(lambda: cluster.job_state(job) in ('COMPLETED', 'FAILED',
                                                   'CANCELLED', 'TIMEOUT'),
                2 * TIMEOUT, interval=1, what=f'job {job} to finish')

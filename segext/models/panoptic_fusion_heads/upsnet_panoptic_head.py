@@ -33,7 +33,9 @@ from torch import Tensor
 from ..seg_heads.upsnet_semantic_head import (resize_labels_nearest,
                                               stack_gt_sem_seg)
 
-__all__ = ['UPSNetPanopticHead', 'box_extents', 'paste_mask_logits']
+__all__ = [
+    'UPSNetPanopticHead', 'box_extents', 'paste_mask_crops', 'paste_mask_logits'
+]
 
 IGNORE_INDEX = 255
 
@@ -96,6 +98,49 @@ def paste_mask_logits(mask_logits: Tensor, boxes: Tensor,
     w_x = _bilinear_weights(boxes[:, 0], boxes[:, 2], ext[:, 0], ext[:, 2],
                             m_w, w).to(mask_logits.dtype)  # (N, W, M)
     return w_y @ mask_logits @ w_x.transpose(1, 2)  # (N, H, W)
+
+
+def paste_mask_crops(mask_logits: Tensor, boxes: Tensor,
+                     size: Tuple[int, int]) -> Tuple[Tensor, List[Tensor]]:
+    """:func:`paste_mask_logits` without the zeros: each ``Y_mask_i`` only
+    inside its :func:`box_extents`.
+
+    Returns:
+        tuple: extents ``(N, 4)`` and N crops, crop ``i`` of shape
+        ``(y1 - y0, x1 - x0)`` -- ``paste_mask_logits(...)[i, y0:y1, x0:x1]``.
+        Memory and time scale with the boxes' areas, not ``N * H * W``.
+    """
+    n, m_h, m_w = mask_logits.shape
+    h, w = size
+    boxes = boxes.to(mask_logits.dtype)
+    ext = box_extents(boxes, size) if n else boxes.new_zeros(0, 4).long()
+    w_y = _bilinear_weights(boxes[:, 1], boxes[:, 3], ext[:, 1], ext[:, 3],
+                            m_h, h).to(mask_logits.dtype)  # (N, H, M)
+    w_x = _bilinear_weights(boxes[:, 0], boxes[:, 2], ext[:, 0], ext[:, 2],
+                            m_w, w).to(mask_logits.dtype)  # (N, W, M)
+    crops = [
+        w_y[i, y0:y1] @ mask_logits[i] @ w_x[i, x0:x1].T  # (h_i, w_i)
+        for i, (x0, y0, x1, y1) in enumerate(ext.tolist())
+    ]
+    return ext, crops
+
+
+def _first_box_not_covering(extents: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``(H, W)``: the smallest ``i`` whose box does not contain the pixel,
+    ``N`` if every box does.
+
+    The pixels inside boxes ``0..k`` form a rectangle (an intersection of
+    rectangles), so this is N rectangle fills at most -- no ``(N, H, W)``.
+    """
+    first = extents.new_zeros(size)
+    x0, y0, x1, y1 = 0, 0, size[1], size[0]
+    for k, (bx0, by0, bx1, by1) in enumerate(extents.tolist()):
+        x0, y0, x1, y1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(
+            y1, by1)
+        if x0 >= x1 or y0 >= y1:
+            break
+        first[y0:y1, x0:x1] = k + 1
+    return first
 
 
 def _box_masks(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
@@ -208,6 +253,77 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
             x_thing[0])
         z_unk = x_thing.amax(0) - max_x_mask  # (H, W)
         return torch.cat([x_stuff, z_inst, z_unk[None]])
+
+    def panoptic_argmax(self, seg_logits: Tensor, extents: Tensor,
+                        labels: Tensor,
+                        mask_crops: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """``panoptic_logits(...).argmax(0)`` without building ``Z``.
+
+        ``Z`` has ``S + N + 1`` full-resolution channels (~150M floats for
+        100 instances at 1216x800), but instance ``i``'s channel is
+        ``X_thing[C_i] + Y_i`` inside its box and exactly 0 outside, so per
+        pixel only three maxima compete: the best stuff channel, the best
+        instance channel (inside the boxes: a running max over the box
+        crops; outside some box: 0, from the first box not covering it) and
+        ``Z_unk`` (Eq. 2, with ``max_i X_mask_i`` from the same crops).  Ties
+        go to the lowest channel, as ``argmax`` does.
+
+        Args:
+            seg_logits (Tensor): semantic logits ``X`` ``(T+S, H, W)``.
+            extents (Tensor): ``(N, 4)`` integer box extents.
+            labels (Tensor): ``(N, )`` thing labels ``C_i``.
+            mask_crops (list[Tensor]): ``Y_mask_i`` inside extent ``i``
+                (from :func:`paste_mask_crops`).
+
+        Returns:
+            tuple[Tensor]: the panoptic argmax ``(H, W)`` (index into
+            ``[stuff, instances, unknown]``) and, as a by-product, the
+            semantic argmax ``X.argmax(0)`` ``(H, W)``.
+        """
+        size = seg_logits.shape[-2:]
+        num_things, num_stuff = self.num_things_classes, self.num_stuff_classes
+        num_inst = len(mask_crops)
+        thing_max, thing_arg = seg_logits[:num_things].max(0)  # (H, W)
+        stuff_max, stuff_arg = seg_logits[num_things:].max(0)  # (H, W)
+        sem = torch.where(stuff_max > thing_max, stuff_arg + num_things,
+                          thing_arg)
+
+        # the best instance channel inside the boxes, and max_i X_mask_i
+        inst_max = torch.full_like(thing_max, float('-inf'))
+        inst_arg = torch.zeros_like(thing_arg)
+        mask_max = torch.full_like(thing_max, float('-inf'))
+        for i, (label, (x0, y0, x1, y1)) in enumerate(
+                zip(labels.tolist(), extents.tolist())):
+            x_mask = seg_logits[label, y0:y1, x0:x1]  # X_mask_i in its box
+            z = x_mask + mask_crops[i]  # Z_i in its box
+            best = inst_max[y0:y1, x0:x1]
+            wins = z > best  # strict: a lower index keeps a tie
+            inst_arg[y0:y1, x0:x1][wins] = i
+            torch.maximum(best, z, out=best)
+            crop_max = mask_max[y0:y1, x0:x1]
+            torch.maximum(crop_max, x_mask, out=crop_max)
+        if num_inst:
+            # outside box f (the first not covering the pixel): Z_f = 0
+            first_out = _first_box_not_covering(extents, size)
+            outside = first_out < num_inst
+            zero_wins = outside & ((inst_max < 0) |
+                                   ((inst_max == 0) & (first_out < inst_arg)))
+            inst_arg = torch.where(zero_wins, first_out, inst_arg)
+            inst_max = torch.where(zero_wins, 0., inst_max)
+            mask_max = torch.where(outside, mask_max.clamp(min=0), mask_max)
+        else:
+            mask_max.zero_()  # no instance: every pixel is outside all boxes
+        z_unk = thing_max - mask_max  # Eq. 2
+
+        # argmax over [stuff, instances, unknown], first maximum wins
+        pan = stuff_arg
+        best = stuff_max
+        if num_inst:
+            take = inst_max > best
+            pan = torch.where(take, inst_arg + num_stuff, pan)
+            best = torch.where(take, inst_max, best)
+        pan = torch.where(z_unk > best, num_stuff + num_inst, pan)
+        return pan, sem
 
     # ------------------------------------------------------------------
     # Training
@@ -349,17 +465,18 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         det_results = det_results[order]
         boxes = get_box_tensor(det_results.bboxes).to(seg_logits.dtype)
 
-        # 1. paste the mask logits, drop empty / same-class-overlapped masks
-        y_mask = paste_mask_logits(
+        # 1. paste the mask logits into their boxes, drop empty /
+        # same-class-overlapped masks
+        extents, y_crops = paste_mask_crops(
             det_results.mask_logits.to(seg_logits.dtype), boxes, size)
-        keep = self.prune_masks(y_mask > 0, det_results.labels,
-                                box_extents(boxes, size))
-        det_results, y_mask = det_results[keep], y_mask[keep]
+        keep = self.prune_masks([y > 0 for y in y_crops], det_results.labels,
+                                extents, size)
+        det_results, extents = det_results[keep], extents[keep]
+        y_crops = [y_crops[i] for i in keep.tolist()]
 
-        # 2. argmax of the full-resolution panoptic logits Z
-        z = self.panoptic_logits(seg_logits, boxes[keep], det_results.labels,
-                                 y_mask)
-        pan = z.argmax(0)  # (H, W) index into [stuff, instances, unknown]
+        # 2. argmax of the full-resolution panoptic logits Z (never built)
+        pan, sem = self.panoptic_argmax(seg_logits, extents,
+                                        det_results.labels, y_crops)
 
         # 3. each channel's (label, instance id); unknown -> VOID
         num_inst = len(det_results)
@@ -377,8 +494,7 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         ])
 
         # 4. post-processing: stuff relabelling, then the stuff area limit
-        relabel, stuff_label = self._stuff_majority(pan, seg_logits.argmax(0),
-                                                    num_inst)
+        relabel, stuff_label = self._stuff_majority(pan, sem, num_inst)
         labels[num_stuff:num_stuff + num_inst] = torch.where(
             relabel, stuff_label, labels[num_stuff:num_stuff + num_inst])
         inst_ids[num_stuff:num_stuff + num_inst] = torch.where(
@@ -389,8 +505,8 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         pan_seg = label_map + id_map * INSTANCE_OFFSET
         return PixelData(sem_seg=pan_seg[None].int())
 
-    def prune_masks(self, masks: Tensor, labels: Tensor,
-                    extents: Tensor) -> Tensor:
+    def prune_masks(self, masks: List[Tensor], labels: Tensor,
+                    extents: Tensor, size: Tuple[int, int]) -> Tensor:
         """Greedy mask pruning, masks sorted by decreasing score.
 
         A mask is dropped when it is empty or when more than ``mask_overlap``
@@ -399,9 +515,11 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         mask's box.
 
         Args:
-            masks (Tensor): ``(N, H, W)`` bool, binarised pasted masks.
+            masks (list[Tensor]): N bool binarised masks, mask ``i`` cropped
+                to its extent (``(y1 - y0, x1 - x0)``).
             labels (Tensor): ``(N, )`` classes.
             extents (Tensor): ``(N, 4)`` integer box extents.
+            size (tuple[int]): the image ``(H, W)``.
 
         Returns:
             Tensor: indices of the kept masks, in input order.
@@ -411,18 +529,18 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         keep = []
         for i, (label, (x0, y0, x1, y1)) in enumerate(
                 zip(labels.tolist(), extents.tolist())):
-            mask = masks[i, y0:y1, x0:x1]
+            mask = masks[i]
             area = int(mask.sum())
             if area == 0:
                 continue
             if label not in taken:
-                taken[label] = torch.zeros_like(masks[0])
+                taken[label] = mask.new_zeros(size)
             taken_crop = taken[label][y0:y1, x0:x1]
             if int((mask & taken_crop).sum()) > overlap_thr * area:
                 continue
             taken_crop |= mask
             keep.append(i)
-        return torch.tensor(keep, dtype=torch.long, device=masks.device)
+        return torch.tensor(keep, dtype=torch.long, device=labels.device)
 
     def _stuff_majority(self, pan: Tensor, sem: Tensor,
                         num_inst: int) -> Tuple[Tensor, Tensor]:

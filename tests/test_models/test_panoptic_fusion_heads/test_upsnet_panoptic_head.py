@@ -12,7 +12,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData, PixelData
 
 from segext.models.panoptic_fusion_heads.upsnet_panoptic_head import (
-    box_extents, paste_mask_logits)
+    box_extents, paste_mask_crops, paste_mask_logits)
 
 T, S = 2, 2  # things 0..1, stuff 2..3 (mmdet order), VOID = 4
 VOID = T + S
@@ -143,21 +143,82 @@ def test_same_class_overlap_pruning():
     boxes = torch.tensor([[0., 0., 6., 6.], [1., 1., 7., 7.], [1., 1., 7.,
                                                                 7.]])
     ext = box_extents(boxes, (8, 8))
+
+    def prune(labels):
+        crops = [m[y0:y1, x0:x1] for m, (x0, y0, x1, y1) in zip(
+            masks, ext.tolist())]
+        return head.prune_masks(crops, torch.tensor(labels), ext,
+                                (8, 8)).tolist()
+
     # same class -> pruned; another class -> kept
-    assert head.prune_masks(masks, torch.tensor([0, 0, 1]), ext).tolist() == [
-        0, 2
-    ]
+    assert prune([0, 0, 1]) == [0, 2]
     # a small same-class overlap (<= 30%) is kept
     masks[1] = False
-    masks[1, 5:8, 5:8] = True  # 1 of 9 pixels taken
-    assert head.prune_masks(masks, torch.tensor([0, 0, 0]), ext).tolist() == [
-        0, 1
-    ]
+    masks[1, 5:8, 5:8] = True  # inside its box: 1 of 4 pixels taken
+    assert prune([0, 0, 0]) == [0, 1]
     # an empty mask is dropped
     masks[1] = False
-    assert head.prune_masks(masks, torch.tensor([0, 0, 1]), ext).tolist() == [
-        0, 2
-    ]
+    assert prune([0, 0, 1]) == [0, 2]
+
+
+def test_paste_mask_crops_are_the_pasted_maps_inside_the_boxes():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 28, 28)
+    boxes = torch.tensor([[2., 3., 9., 7.], [0., 0., 12., 12.],
+                          [-4., 5.5, 3.2, 30.], [10.5, 1., 10.7, 1.1]])
+    full = paste_mask_logits(logits, boxes, (12, 12))
+    ext, crops = paste_mask_crops(logits, boxes, (12, 12))
+    assert ext.tolist() == box_extents(boxes, (12, 12)).tolist()
+    for f, c, (x0, y0, x1, y1) in zip(full, crops, ext.tolist()):
+        assert c.shape == (y1 - y0, x1 - x0)
+        torch.testing.assert_close(c, f[y0:y1, x0:x1])
+        outside = torch.ones_like(f, dtype=torch.bool)
+        outside[y0:y1, x0:x1] = False
+        assert torch.all(f[outside] == 0)
+    ext, crops = paste_mask_crops(logits[:0], boxes[:0], (12, 12))
+    assert ext.shape == (0, 4) and crops == []
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_panoptic_argmax_equals_argmax_of_the_full_logits(seed):
+    """The inference path never builds Z; it must pick what Z.argmax(0)
+    picks -- also on ties (integer-valued logits make many), at pixels
+    outside some boxes (Z_i = 0 there) and covered by all of them."""
+    g = torch.Generator().manual_seed(seed)
+    t, s, h, w = 5, 4, 23, 31
+    head = MODELS.build(
+        dict(type='UPSNetPanopticHead', num_things_classes=t,
+             num_stuff_classes=s))
+    n = [0, 1, 3, 8, 20, 40][seed]
+    ints = seed % 2 == 1  # integer logits -> ties everywhere
+    x = torch.randn(t + s, h, w, generator=g) * 2
+    y = torch.randn(n, 28, 28, generator=g) * 2
+    if ints:
+        x, y = x.round(), y.round().clamp(-1, 1)
+    if seed >= 2:
+        x[t:] -= 3  # stuff loses often: instances and unknown compete
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) - 3
+    wh = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) + 0.3
+    boxes = torch.cat([xy, xy + wh], 1)
+    if n > 2:
+        boxes[:2] = torch.tensor([[-1., -1., w + 1., h + 1.],
+                                  [2., 2., w - 2., h - 2.]])
+    labels = torch.randint(0, t, (n, ), generator=g)
+    ext, crops = paste_mask_crops(y, boxes, (h, w))
+    # the crops themselves, pasted into zeros: an exact Y_mask (no float
+    # differences between a batched and a per-box matmul)
+    y_mask = torch.zeros(n, h, w)
+    for m, c, (x0, y0, x1, y1) in zip(y_mask, crops, ext.tolist()):
+        m[y0:y1, x0:x1] = c
+    expected = head.panoptic_logits(x, boxes, labels, y_mask).argmax(0)
+    pan, sem = head.panoptic_argmax(x, ext, labels, crops)
+    assert torch.equal(pan, expected)
+    assert torch.equal(sem, x.argmax(0))
+    # every kind of channel is exercised somewhere across the seeds
+    if seed == 3:
+        assert {'stuff', 'instance', 'unknown'} == {
+            'stuff' if v < s else 'unknown' if v == s + n else 'instance'
+            for v in pan.unique().tolist()}
 
 
 def test_pruning_in_predict_is_by_score():
