@@ -143,6 +143,25 @@ def _first_box_not_covering(extents: Tensor, size: Tuple[int, int]) -> Tensor:
     return first
 
 
+def channel_max(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """``x.max(0)`` of a ``(C, H, W)`` map: values and first max indices.
+
+    On CPU, ``torch.max(dim=0)`` with indices runs ~3x slower than ``amax``
+    (measured on 53x800x1216: 143 ms vs 14 ms); a running max over the
+    channels, one vectorised pass each, gives the same indices (the first
+    maximum: only a strictly larger value moves it) in ~50 ms.  Other devices
+    keep ``torch.max``.  (A NaN logit does not propagate here.)
+    """
+    if x.device.type != 'cpu' or x.shape[0] == 0:
+        return x.max(0)
+    best = x[0].clone()
+    index = torch.zeros(x.shape[1:], dtype=torch.int32)  # int64 fills slower
+    for c in range(1, x.shape[0]):
+        index.masked_fill_(x[c] > best, c)
+        torch.maximum(best, x[c], out=best)
+    return best, index.long()
+
+
 def _box_masks(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
     """``(N, H, W)`` bool: the pixels of :func:`box_extents`."""
     ext = box_extents(boxes, size)
@@ -283,8 +302,8 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         size = seg_logits.shape[-2:]
         num_things, num_stuff = self.num_things_classes, self.num_stuff_classes
         num_inst = len(mask_crops)
-        thing_max, thing_arg = seg_logits[:num_things].max(0)  # (H, W)
-        stuff_max, stuff_arg = seg_logits[num_things:].max(0)  # (H, W)
+        thing_max, thing_arg = channel_max(seg_logits[:num_things])  # (H, W)
+        stuff_max, stuff_arg = channel_max(seg_logits[num_things:])  # (H, W)
         sem = torch.where(stuff_max > thing_max, stuff_arg + num_things,
                           thing_arg)
 
