@@ -67,19 +67,29 @@ def time_fn(fn: Callable[[], object]) -> float:
 
 def measure(steps: Dict[str, Callable[[], Dict[str, float]]],
             repeats: int = 3,
-            max_seconds: float = 10.0) -> Dict[str, dict]:
+            max_seconds: float = 10.0,
+            warmup_below: float = 1.0) -> Dict[str, dict]:
     """Run ``steps`` interleaved; each returns named durations in seconds.
 
     ``repeats`` round-robin rounds over the steps; a step that has already
     used ``max_seconds`` sits the remaining rounds out (it always runs at
-    least once). Returns per step the median of every duration it reports
-    and its number of ``runs``.
+    least once). Before them, every step runs once untimed when that takes
+    less than ``warmup_below`` seconds (first calls pay for oneDNN primitive
+    creation, thread start-up and allocator growth: milliseconds, which
+    would skew the small maps; a longer first run is kept as a timed run).
+    Returns per step the median of every duration it reports and its number
+    of ``runs``.
     """
     times = {name: [] for name in steps}
+    for name, step in steps.items():
+        first = step()
+        if max(first.values()) >= warmup_below:
+            times[name].append(first)
     for _ in range(repeats):
         for name, step in steps.items():
             spent = sum(max(run.values()) for run in times[name])
-            if times[name] and spent >= max_seconds:
+            if times[name] and (spent >= max_seconds
+                                or len(times[name]) >= repeats):
                 continue
             times[name].append(step())
     results = {}

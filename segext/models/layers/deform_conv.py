@@ -417,13 +417,30 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL[2]
 
 
+def _plan(geo: _Geometry, chunk_bytes: int,
+          itemsize: int) -> Tuple[list, int, int]:
+    """Chunks, worker threads and torch's intra-op threads for one call.
+
+    Work split into several chunks runs on ``torch.get_num_threads()``
+    workers with one intra-op thread each (:func:`_map_chunks`); a single
+    chunk (a small map: < ``_MIN_SPLIT_BYTES`` of columns) runs in the
+    calling thread and keeps torch's threads for its copies and its GEMM.
+    """
+    threads = torch.get_num_threads()
+    chunks = geo.chunks(chunk_bytes, itemsize, threads)
+    if len(chunks) == 1 or threads == 1:
+        return chunks, 1, threads
+    return chunks, threads, 1
+
+
 class DeformConv2dCPUFunction(torch.autograd.Function):
     """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM.
 
     Parallelism is over chunks: as many worker threads as torch's intra-op
     thread count, each running whole chunks (sampling tables, gather, GEMM)
     on a single intra-op thread; see :func:`_map_chunks`. While the op runs,
-    torch's (process-wide) intra-op thread count is 1.
+    torch's (process-wide) intra-op thread count is 1 -- unless the work is
+    one chunk (:func:`_plan`).
     """
 
     @staticmethod
@@ -431,10 +448,11 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 bias: Optional[Tensor], stride: Tuple[int, int],
                 padding: Tuple[int, int], dilation: Tuple[int, int],
                 groups: int, deform_groups: int, chunk_bytes: int) -> Tensor:
-        workers = torch.get_num_threads()
-        with _num_threads(1):
-            geo = _Geometry(input, weight, stride, padding, dilation, groups,
-                            deform_groups)
+        geo = _Geometry(input, weight, stride, padding, dilation, groups,
+                        deform_groups)
+        chunks, workers, threads = _plan(geo, chunk_bytes,
+                                         input.element_size())
+        with _num_threads(threads):
             offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
             grid = geo.regular_grid(input.dtype)  # (2, K, Ho*Wo)
             # [(1 + B*H*W, Cp)]
@@ -484,9 +502,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                             dst.copy_(y[0, :, 0])
                         written.add(g)
 
-            _map_chunks(run,
-                        geo.chunks(chunk_bytes, input.element_size(),
-                                   workers), workers)
+            _map_chunks(run, chunks, workers)
         ctx.geo = geo
         ctx.chunk_bytes = chunk_bytes
         ctx.has_bias = bias is not None
@@ -496,14 +512,15 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
-        workers = torch.get_num_threads()
-        with _num_threads(1):
+        chunks, workers, threads = _plan(ctx.geo, ctx.chunk_bytes,
+                                         grad_output.element_size())
+        with _num_threads(threads):
             grads = DeformConv2dCPUFunction._backward(ctx, grad_output,
-                                                      workers)
+                                                      chunks, workers)
         return grads + (None, ) * 6
 
     @staticmethod
-    def _backward(ctx, grad_output: Tensor, workers: int):
+    def _backward(ctx, grad_output: Tensor, chunks: list, workers: int):
         geo = ctx.geo
         offset, weight, *rows = ctx.saved_tensors
         need_input, need_offset, need_weight, need_bias = \
@@ -601,10 +618,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                         (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
             return grad_weights
 
-        partial_grad_weights = _map_chunks(
-            run,
-            geo.chunks(ctx.chunk_bytes, grad_output.element_size(),
-                       workers), workers)
+        partial_grad_weights = _map_chunks(run, chunks, workers)
 
         grad_input = grad_weight = grad_bias = None
         if need_input:
