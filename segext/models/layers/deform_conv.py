@@ -433,6 +433,42 @@ def _plan(geo: _Geometry, chunk_bytes: int,
     return chunks, threads, 1
 
 
+class _InOrderSum:
+    """Adds per-chunk gradient contributions in chunk order.
+
+    Worker threads take chunks dynamically, so which thread sums what (and
+    when) varies from call to call; float addition is not associative, so
+    summing as chunks finish would make the backward -- and a seeded
+    training run -- non-deterministic.  Contributions of a chunk that
+    finishes early wait (held in memory) until every earlier chunk has been
+    added.
+    """
+
+    def __init__(self, grad_rows: Optional[List[Tensor]],
+                 grad_weights: Optional[List[Tensor]]) -> None:
+        self.grad_rows, self.grad_weights = grad_rows, grad_weights
+        self.lock = threading.Lock()
+        self.waiting = {}  # chunk id -> (weights, rows)
+        self.next = 0
+
+    def __call__(self, chunk_id: int, weights: List[Optional[Tensor]],
+                 rows: List[Tuple[int, int, Tensor]]) -> None:
+        with self.lock:
+            self.waiting[chunk_id] = (weights, rows)
+            while self.next in self.waiting:
+                weights, rows = self.waiting.pop(self.next)
+                for total, part in zip(self.grad_weights or (), weights):
+                    if part is not None:
+                        total += part
+                for piece, first, part in rows:
+                    self.grad_rows[piece][first:first + len(part)] += part
+                self.next += 1
+
+    def check_done(self, num_chunks: int) -> None:
+        assert self.next == num_chunks and not self.waiting, \
+            f'{self.next} of {num_chunks} chunks summed'
+
+
 class DeformConv2dCPUFunction(torch.autograd.Function):
     """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM.
 
@@ -545,17 +581,20 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 zero,
                 _bands(grad_rows[0].size(0), workers,
                        sum(_nbytes(g) for g in grad_rows)), workers)
-        grad_rows_lock = threading.Lock()
+        grad_weights = [torch.zeros_like(w) for w in weights] \
+            if need_weight else None
+        # chunks overlap in the input rows they read and all add into the
+        # weight gradient: summed in chunk order, whichever worker ran them
+        accumulate = _InOrderSum(grad_rows, grad_weights)
         grad_offset = torch.empty_like(offset) if need_offset else None
         grad_offsets = geo.offset_planes(grad_offset) if need_offset \
             else None
 
         def run(chunks):
-            # each worker sums its own weight gradient
-            grad_weights = [torch.zeros_like(w) for w in weights] \
-                if need_weight else None
-            for n, p0, p1 in chunks:
+            for chunk_id, (n, p0, p1) in chunks:
                 length = p1 - p0
+                chunk_weights = [None] * len(weights)  # [(O/g, K*Cp)]
+                chunk_rows = []  # [(piece, first row, (rows, Cp))]
                 index, bilinear, frac = geo.bilinear(offsets, grid, n, p0,
                                                      p1)
                 # samples ordered (pixel, tap), the 4 neighbours innermost
@@ -572,8 +611,8 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     bil = bilinear[d].view(-1, 4)
                     if not need_samples:
                         cols = _sample(idx, bil, x_rows).view(length, -1)
-                        # (O/g, K*Cp) += (O/g, L) @ (L, K*Cp)
-                        grad_weights[i].addmm_(g_out, cols)
+                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp)
+                        chunk_weights[i] = torch.mm(g_out, cols)
                         continue
                     hi = int(idx.max())
                     if hi == 0:
@@ -590,8 +629,8 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     with torch.enable_grad():
                         cols = _sample(local, b_leaf, x_leaf)  # (L*K, Cp)
                     if need_weight:
-                        grad_weights[i].addmm_(g_out,
-                                               cols.detach().view(length, -1))
+                        chunk_weights[i] = torch.mm(
+                            g_out, cols.detach().view(length, -1))
                     # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
                     grad_cols = torch.mm(g_out.t(), w_piece)
                     leaves = [t for t in (x_leaf, b_leaf) if t.requires_grad]
@@ -600,8 +639,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                                             grad_cols.view_as(cols)))
                     del cols, grad_cols
                     if need_input:
-                        with grad_rows_lock:
-                            grad_rows[i][lo - 1:hi + 1] += sample_grads[0]
+                        chunk_rows.append((i, lo - 1, sample_grads[0]))
                     if need_offset:
                         grad_bilinear[d] += sample_grads[-1].view(
                             length, geo.taps, 4)
@@ -616,9 +654,10 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                         (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx
                     grad_offsets[n, ..., 1, p0:p1] = \
                         (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
-            return grad_weights
+                accumulate(chunk_id, chunk_weights, chunk_rows)
 
-        partial_grad_weights = _map_chunks(run, chunks, workers)
+        _map_chunks(run, list(enumerate(chunks)), workers)
+        accumulate.check_done(len(chunks))
 
         grad_input = grad_weight = grad_bias = None
         if need_input:
@@ -626,7 +665,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         if need_weight:
             grad_weight = torch.empty_like(weight)
             for i, (c0, c1, g, _) in enumerate(geo.pieces):
-                g_w = sum(p[i] for p in partial_grad_weights)  # (O/g, K*Cp)
+                g_w = grad_weights[i]  # (O/g, K*Cp)
                 grad_weight[g * og:(g + 1) * og, c0 - g * geo.in_per_group:
                             c1 - g * geo.in_per_group] = g_w.view(
                                 og, *geo.kernel, c1 - c0).permute(0, 3, 1, 2)

@@ -186,6 +186,58 @@ def test_bad_shapes_are_reported():
                           1, 1, 1, 1, 3)
 
 
+def _grads(case, chunk_bytes):
+    leaves = [case[k].clone().requires_grad_()
+              for k in ('x', 'offset', 'weight', 'bias')]
+    out = deform_conv2d_cpu(*leaves, case['stride'], case['padding'],
+                            case['dilation'], case['groups'],
+                            case['deform_groups'], chunk_bytes=chunk_bytes)
+    grad_out = torch.randn(out.shape, dtype=out.dtype,
+                           generator=torch.Generator().manual_seed(1))
+    return torch.autograd.grad(out, leaves, grad_out)
+
+
+def test_backward_does_not_depend_on_which_chunk_finishes_first(
+        monkeypatch):
+    """Worker threads take chunks as they come, so chunks finish in any
+    order; their (overlapping) input-row and weight gradients must still be
+    summed in one fixed order, or a seeded training run is not
+    reproducible.  Run the chunks back to front: the gradients must be
+    bit-identical (float32, one-pixel chunks that share input rows)."""
+    case = make_case(batch=1, cin=8, cout=8, size=(9, 11), scale=1.5,
+                     dtype=torch.float32, seed=3)
+    expected = _grads(case, chunk_bytes=1)
+    map_chunks = dc._map_chunks
+
+    def backwards(run, chunks, workers):
+        return map_chunks(run, chunks[::-1], 1)
+
+    monkeypatch.setattr(dc, '_map_chunks', backwards)
+    for got, want, name in zip(_grads(case, chunk_bytes=1), expected,
+                               NAMES[1:]):
+        assert torch.equal(got, want), name
+
+
+def test_in_order_sum_ignores_completion_order():
+    g = torch.Generator().manual_seed(0)
+    parts = [(torch.randn(5, 3, generator=g) * 10**float(i % 7),
+              torch.randn(4, 3, generator=g) * 10**float(-(i % 5)))
+             for i in range(40)]
+
+    def total(order):
+        rows, weights = [torch.zeros(12, 3)], [torch.zeros(5, 3)]
+        acc = dc._InOrderSum(rows, weights)
+        for i in order:
+            w, r = parts[i]
+            acc(i, [w], [(0, i % 8, r)])
+        acc.check_done(len(parts))
+        return rows[0], weights[0]
+
+    order = torch.randperm(len(parts), generator=g).tolist()
+    for a, b in zip(total(range(len(parts))), total(order)):
+        assert torch.equal(a, b)
+
+
 def test_thread_count_is_restored():
     threads = torch.get_num_threads()
     case = make_case()
