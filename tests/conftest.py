@@ -19,3 +19,16 @@ def _segext_imported():
     import torch
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """One intra-op thread for a module of small-tensor tests: on 2 cores
+    shared by many processes, OpenMP threads only add synchronisation and
+    spin-waiting.  Use with ``pytestmark = pytest.mark.usefixtures(
+    'one_thread')``."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,14 +26,7 @@ BACKBONE_PARAMS = {('C', 26): 21_126_584, ('C', 42): 31_234_744,
                    ('D', 22): 16_393_752, ('D', 38): 26_501_912,
                    ('D', 105): 54_801_304}
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """2 cores shared by many processes: OpenMP threads only spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def load(name):

@@ -18,15 +18,7 @@ TOY = 'segnet_vgg16-bn_synthetic.py'
 TUTORIAL_WEIGHTS = [0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446,
                     1.8418, 0.6823, 6.2478, 7.3614]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add synchronisation cost, which
-    # dominates on a shared, loaded CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def load(name):

@@ -19,14 +19,7 @@ spec = importlib.util.spec_from_file_location(
 drn2segext = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(drn2segext)
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """2 cores shared by many processes: OpenMP threads only spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # --- the authors' layout ---------------------------------------------------

@@ -36,7 +36,10 @@ all-zero row of the channels-last input with weight 0.
 
 Parallelism is over chunks, not inside ops: ``torch.get_num_threads()``
 worker threads (kept between calls) each run whole chunks on one intra-op
-thread (see :func:`_map_chunks`).
+thread (see :func:`_map_chunks`); a call with a single chunk runs in the
+calling thread with torch's threads (:func:`_plan`). The backward sums the
+chunks' overlapping gradients in chunk order, so it is deterministic
+(:class:`_InOrderSum`).
 
 Peak extra memory of the CPU path (``chunk_bytes``: default 16 MiB; ``T``:
 torch's intra-op thread count):
@@ -47,7 +50,8 @@ torch's intra-op thread count):
   per output pixel, tap and deformable group);
 * per worker thread, in backward: the columns and their gradient
   (2 × ``chunk_bytes``), ``embedding_bag``'s input gradient for the rows the
-  chunk reads, and a weight-sized gradient; plus one input-sized gradient
+  chunk reads, and a weight-sized gradient (the last two wait while an
+  earlier chunk is still running); plus one input-sized gradient
   accumulator for the whole call.
 
 So about ``T × 2 × chunk_bytes`` + 2 × input size at most, independent of

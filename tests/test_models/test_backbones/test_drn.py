@@ -21,14 +21,7 @@ REFERENCE_PARAMS = {
     ('D', 105): 54_801_304, ('D', 107): 59_521_944,
 }
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """2 cores shared by many processes: OpenMP threads only spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def params_with_fc(model: DRN) -> int:

@@ -11,15 +11,7 @@ VGG16_CONVS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256),
                (256, 256), (256, 256), (256, 512), (512, 512), (512, 512),
                (512, 512), (512, 512), (512, 512)]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add synchronisation cost, which
-    # dominates on a shared, loaded CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_vgg16_bn_encoder_structure():

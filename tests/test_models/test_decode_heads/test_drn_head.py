@@ -15,14 +15,7 @@ from torch import nn
 from segext.models.decode_heads import DRNHead
 from segext.models.decode_heads.drn_head import bilinear_upsample_kernel
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """2 cores shared by many processes: OpenMP threads only spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def authors_up(classes):

@@ -15,15 +15,7 @@ from segext.models.layers import max_pool2d_compact
 
 TINY = (4, 4, 8, 8, 8)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add synchronisation cost, which
-    # dominates on a shared, loaded CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def segmentor(stage_channels=TINY, num_classes=5, compact=True, **kwargs):

@@ -45,26 +45,29 @@ def make_case(batch=2, cin=4, cout=6, size=(7, 9), kernel=(3, 3), stride=1,
                 deform_groups=deform_groups)
 
 
+def out_and_grads(case, impl, chunk_bytes=dc.DEFAULT_CHUNK_BYTES):
+    """(output, grads of input, offset, weight, bias) of one implementation:
+    segext's CPU path or mmcv's kernel (+ bias)."""
+    leaves = [case[k].clone().requires_grad_()
+              for k in ('x', 'offset', 'weight', 'bias')]
+    x, offset, weight, bias = leaves
+    args = (case['stride'], case['padding'], case['dilation'],
+            case['groups'], case['deform_groups'])
+    if impl == 'segext':
+        out = deform_conv2d_cpu(x, offset, weight, bias, *args,
+                                chunk_bytes=chunk_bytes)
+    else:
+        out = mmcv_deform_conv2d(x, offset, weight, *args, False,
+                                 1) + bias.view(1, -1, 1, 1)
+    grad_out = torch.randn(out.shape, dtype=out.dtype,
+                           generator=torch.Generator().manual_seed(1))
+    return (out, ) + torch.autograd.grad(out, leaves, grad_out)
+
+
 def run_both(case, chunk_bytes=dc.DEFAULT_CHUNK_BYTES):
-    """(output, grads) of segext's CPU path and of mmcv's kernel (+ bias)."""
-    results = []
-    for impl in ('segext', 'mmcv'):
-        leaves = [case[k].clone().requires_grad_()
-                  for k in ('x', 'offset', 'weight', 'bias')]
-        x, offset, weight, bias = leaves
-        args = (case['stride'], case['padding'], case['dilation'],
-                case['groups'], case['deform_groups'])
-        if impl == 'segext':
-            out = deform_conv2d_cpu(x, offset, weight, bias, *args,
-                                    chunk_bytes=chunk_bytes)
-        else:
-            out = mmcv_deform_conv2d(x, offset, weight, *args, False,
-                                     1) + bias.view(1, -1, 1, 1)
-        grad_out = torch.randn(out.shape, dtype=out.dtype,
-                               generator=torch.Generator().manual_seed(1))
-        grads = torch.autograd.grad(out, leaves, grad_out)
-        results.append((out, ) + grads)
-    return results
+    """:func:`out_and_grads` of segext's CPU path and of mmcv's kernel."""
+    return [out_and_grads(case, impl, chunk_bytes)
+            for impl in ('segext', 'mmcv')]
 
 
 def assert_close_rel(ours, ref, rtol, name):
@@ -186,17 +189,6 @@ def test_bad_shapes_are_reported():
                           1, 1, 1, 1, 3)
 
 
-def _grads(case, chunk_bytes):
-    leaves = [case[k].clone().requires_grad_()
-              for k in ('x', 'offset', 'weight', 'bias')]
-    out = deform_conv2d_cpu(*leaves, case['stride'], case['padding'],
-                            case['dilation'], case['groups'],
-                            case['deform_groups'], chunk_bytes=chunk_bytes)
-    grad_out = torch.randn(out.shape, dtype=out.dtype,
-                           generator=torch.Generator().manual_seed(1))
-    return torch.autograd.grad(out, leaves, grad_out)
-
-
 def test_backward_does_not_depend_on_which_chunk_finishes_first(
         monkeypatch):
     """Worker threads take chunks as they come, so chunks finish in any
@@ -206,15 +198,15 @@ def test_backward_does_not_depend_on_which_chunk_finishes_first(
     bit-identical (float32, one-pixel chunks that share input rows)."""
     case = make_case(batch=1, cin=8, cout=8, size=(9, 11), scale=1.5,
                      dtype=torch.float32, seed=3)
-    expected = _grads(case, chunk_bytes=1)
+    expected = out_and_grads(case, 'segext', chunk_bytes=1)[1:]
     map_chunks = dc._map_chunks
 
     def backwards(run, chunks, workers):
         return map_chunks(run, chunks[::-1], 1)
 
     monkeypatch.setattr(dc, '_map_chunks', backwards)
-    for got, want, name in zip(_grads(case, chunk_bytes=1), expected,
-                               NAMES[1:]):
+    got = out_and_grads(case, 'segext', chunk_bytes=1)[1:]
+    for got, want, name in zip(got, expected, NAMES[1:]):
         assert torch.equal(got, want), name
 
 

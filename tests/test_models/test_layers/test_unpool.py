@@ -14,15 +14,7 @@ from segext.models.layers import (CompactMaxPool2d, CompactMaxUnpool2d,
 from segext.models.layers.unpool import (pack_window_codes, pooled_size,
                                          unpack_window_codes)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: intra-op threads only add synchronisation cost, which
-    # dominates on a shared, loaded CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def naive_pool(x: np.ndarray, ceil_mode: bool):
