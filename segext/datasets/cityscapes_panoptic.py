@@ -44,7 +44,7 @@ from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmdet.datasets import CocoPanopticDataset
 from mmdet.datasets.api_wrappers import COCOPanoptic
 from mmdet.registry import DATASETS
-from .synthetic.categories import CITYSCAPES_BY_NAME
+from .cityscapes_labels import CITYSCAPES_BY_NAME
 
 CITYSCAPES_THING_CLASSES = ('person', 'rider', 'car', 'truck', 'bus', 'train',
                             'motorcycle', 'bicycle')
