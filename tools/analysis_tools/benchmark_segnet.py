@@ -57,9 +57,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-
 from mmcv.cnn import ConvModule  # noqa: E402
 
 import segext  # noqa: E402,F401
