@@ -124,10 +124,10 @@ def first_box_not_covering(extents: Tensor, size: Tuple[int, int]) -> Tensor:
 def channel_max(x: Tensor) -> Tuple[Tensor, Tensor]:
     """``x.max(0)`` of a ``(C, H, W)`` map: values and first max indices.
 
-    On CPU, ``torch.max(dim=0)`` with indices is slow (measured on
-    53x800x1216: 143 ms, where ``amax`` takes 14 ms); a running max over the
+    On CPU, ``torch.max(dim=0)`` with indices is several times slower than
+    the values alone (timings in ``docs/upsnet.md``); a running max over the
     channels, one vectorised pass each, gives the same indices (the first
-    maximum: only a strictly larger value moves it) in ~50 ms.  Other devices
+    maximum: only a strictly larger value moves it) faster.  Other devices
     keep ``torch.max``.  (A NaN logit does not propagate here.)
     """
     if x.device.type != 'cpu' or x.shape[0] == 0:

@@ -23,7 +23,6 @@ def test_jpeg_input_gives_png_overlay(tmp_path):
         classes=('a', 'b'), thing_classes=('a', ), stuff_classes=('b', ),
         palette=[(255, 0, 0), (0, 255, 0)])
     hook = PNGDetVisualizationHook(draw=True, test_out_dir='vis')
-    hook._visualizer = visualizer
     sample = DetDataSample(metainfo=dict(img_path=str(image)))
     pan = torch.ones(1, 16, 24, dtype=torch.int32)  # all stuff 'b'
     sample.pred_panoptic_seg = PixelData(sem_seg=pan)
