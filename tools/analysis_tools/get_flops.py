@@ -122,6 +122,10 @@ def complexity(cfg, scope: str, shape: Tuple[int, int]) -> dict:
                       mode='tensor')
     analyzer = FlopAnalyzer(_Forward(model, forward), (data['inputs'], ))
     analyzer.set_op_handle(**EXTRA_HANDLES)
+    # ops without a handle (elementwise, pooling, NMS, RoIAlign) count as 0,
+    # mmengine's and fvcore's convention; one warning line each is noise
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
     with torch.no_grad():
         flops = analyzer.total()
     return dict(flops=flops, params=parameter_count(model)[''],
