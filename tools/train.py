@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-import segext  # noqa: E402,F401  (registers modules, applies compat shims)
+import segext  # noqa: E402,F401  (registers modules)
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
                                  check_resume, check_work_dir, host_scope,
@@ -61,6 +61,8 @@ def prepare_cfg(args):
     cfg = load_config(args.config, args.cfg_options)
     scope = host_scope(cfg, args.config)
     apply_common_overrides(cfg, args, args.config)
+    # safe checkpoint loading, robust auto-resume, CPU DDP (docs/checkpoints.md)
+    cfg.setdefault('runner_type', 'SegextRunner')
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

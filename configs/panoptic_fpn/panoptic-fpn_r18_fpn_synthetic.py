@@ -5,7 +5,7 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/synthetic_panoptic.py',
     '../_base_/schedules/schedule_synthetic_panoptic.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmdet.py',
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmdet'
@@ -85,7 +85,7 @@ model = dict(
 # iteration-based logging/checkpoints for the short toy schedule
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100,
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=100,
                     max_keep_ckpts=2),
     # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
     visualization=dict(type='PNGDetVisualizationHook'))

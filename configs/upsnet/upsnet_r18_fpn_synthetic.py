@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/models/upsnet_r50_fpn.py',
     '../_base_/datasets/synthetic_panoptic.py',
     '../_base_/schedules/schedule_synthetic_panoptic.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmdet.py',
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmdet'
@@ -67,7 +67,7 @@ model = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=100,
+        type='SafeCheckpointHook', by_epoch=False, interval=100,
         max_keep_ckpts=2),
     # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
     visualization=dict(type='PNGDetVisualizationHook'))

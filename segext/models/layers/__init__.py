@@ -3,6 +3,7 @@
 from .deform_conv import (DeformConv2dWithOffset, deform_conv2d,
                           deform_conv2d_cpu, deform_conv_impl,
                           select_deform_conv_impl)
+from .sync_bn import CPUSyncBatchNorm
 from .unpool import (CompactMaxPool2d, CompactMaxUnpool2d, PoolIndices,
                      max_pool2d_compact, max_unpool2d_compact)
 
@@ -10,5 +11,5 @@ __all__ = [
     'DeformConv2dWithOffset', 'deform_conv2d', 'deform_conv2d_cpu',
     'deform_conv_impl', 'select_deform_conv_impl', 'CompactMaxPool2d',
     'CompactMaxUnpool2d', 'PoolIndices', 'max_pool2d_compact',
-    'max_unpool2d_compact'
+    'max_unpool2d_compact', 'CPUSyncBatchNorm'
 ]
