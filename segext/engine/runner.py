@@ -102,6 +102,9 @@ class SegextRunner(Runner):
             model_wrapper_cfg = cpu_model_wrapper_cfg(
                 model_wrapper_cfg,
                 self.cfg.get('find_unused_parameters', False))
+            self.logger.info(
+                f'no accelerator: {model_wrapper_cfg["type"]} wraps the CPU '
+                'model (device_ids=None)')
         return super().wrap_model(model_wrapper_cfg, model)
 
     # ----------------------------------------------------------- loading

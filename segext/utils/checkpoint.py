@@ -155,7 +155,9 @@ def load_checkpoint_file(filename: str, map_location='cpu'):
             return torch.load(filename, map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as err:
-        if 'Weights only load failed' in str(err):
+        text = str(err)
+        if 'Weights only load failed' in text and (
+                'Unsupported operand' not in text):  # (junk: not a pickle)
             raise CheckpointError(refusal_message(filename, err)) from None
         raise _unreadable(filename, err) from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError,

@@ -109,7 +109,7 @@ def test_mmdet_panoptic_train_then_test(tmp_path, data_root):
 def _checkpoint_iter(path):
     import torch
     return torch.load(path, map_location='cpu',
-                      weights_only=False)['meta']['iter']
+                      weights_only=True)['meta']['iter']
 
 
 def test_resume_after_killed_run(tmp_path, data_root):
