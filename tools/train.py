@@ -61,7 +61,7 @@ def prepare_cfg(args):
     cfg = load_config(args.config, args.cfg_options)
     scope = host_scope(cfg, args.config)
     apply_common_overrides(cfg, args, args.config)
-    # safe checkpoint loading, robust auto-resume, CPU DDP (docs/checkpoints.md)
+    # safe loading, robust auto-resume, CPU DDP (docs/checkpoints.md)
     cfg.setdefault('runner_type', 'SegextRunner')
 
     if args.amp:

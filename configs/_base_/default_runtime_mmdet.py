@@ -6,8 +6,8 @@
 #                         training over gloo with synchronised SyncBN;
 #   SafeCheckpointHook -- atomic checkpoints (temp file + fsync + rename),
 #                         outdated ones removed only after the new one is on
-#                         disk, free space checked first, no numpy/HistoryBuffer
-#                         objects in the file.
+#                         disk, free space checked first, no numpy or
+#                         HistoryBuffer objects in the file.
 # A stock mmdet config gets the same with these two lines (+ custom_imports).
 _base_ = 'mmdet::_base_/default_runtime.py'
 runner_type = 'SegextRunner'

@@ -26,8 +26,9 @@ Remote back-ends (``backend_args``/``out_dir`` on S3, ...) keep upstream's
 behaviour.  Remove when mmengine writes checkpoints atomically and without
 numpy objects (not the case up to 0.10.7).
 
-Select it with ``default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook',
-...))``; its arguments are CheckpointHook's.
+Select it with
+``default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook', ...))``;
+its arguments are CheckpointHook's.
 """
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ union of the ranks' batches): see :class:`_AllReduceBatchNorm`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import distributed as torch_dist
 from torch.nn.modules.batchnorm import _BatchNorm
