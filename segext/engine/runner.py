@@ -12,7 +12,9 @@ What it changes, and the upstream behaviour (mmengine 0.10.7) behind each:
   with the opt-in (``SEGEXT_TRUSTED_CHECKPOINTS``).  Upstream's
   ``torch.load(filename, map_location)`` refuses its own checkpoints on
   torch >= 2.6 (open-mmlab/mmengine#1655).  ``init_cfg=dict(type=
-  'Pretrained')`` loads run under the same allow-list.
+  'Pretrained')`` loads run under the same allow-list.  Entries that
+  :class:`SafeCheckpointHook` stored as tensors/builtins are decoded before
+  any hook's ``after_load_checkpoint`` sees the checkpoint.
 * **Auto-resume** (``resume=True`` without ``load_from``): an empty,
   dangling or truncated ``work_dir/last_checkpoint`` falls back to the
   newest intact ``iter_*``/``epoch_*`` checkpoint, with a warning
@@ -45,6 +47,7 @@ from ..utils.checkpoint import (CheckpointError,
                                 allow_stock_mmengine_checkpoints,
                                 find_latest_checkpoint, load_checkpoint_file,
                                 refusal_message)
+from ..utils.plain_state import checkpoint_from_plain
 from .dist import init_cpu_process_group, no_accelerator
 
 __all__ = ['SegextRunner', 'cpu_model_wrapper_cfg']
@@ -121,7 +124,8 @@ class SegextRunner(Runner):
                         strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]):
         """Upstream's ``load_checkpoint`` with the file read safely."""
-        checkpoint = self._read_checkpoint(filename, map_location)
+        checkpoint = checkpoint_from_plain(
+            self._read_checkpoint(filename, map_location))
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self.model.module if is_model_wrapper(
             self.model) else self.model

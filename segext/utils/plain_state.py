@@ -13,9 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ['to_plain', 'from_plain']
+__all__ = ['to_plain', 'from_plain', 'checkpoint_to_plain',
+           'checkpoint_from_plain']
 
 TAG = '__segext_plain__'
+#: the checkpoint entries mmengine fills with numpy / HistoryBuffer objects
+CHECKPOINT_KEYS = ('meta', 'message_hub')
 _KINDS = 'biuf'  # numpy kinds that map losslessly onto torch dtypes
 
 
@@ -81,3 +84,19 @@ def from_plain(value):
                 from_plain(value['count_history']), value['max_length'])
         raise ValueError(f'unknown {TAG} entry {kind!r} in a checkpoint')
     return _map_items(value, from_plain)
+
+
+def checkpoint_to_plain(checkpoint: dict) -> dict:
+    """Encode ``checkpoint``'s ``meta`` and ``message_hub`` in place."""
+    for key in CHECKPOINT_KEYS:
+        if key in checkpoint:
+            checkpoint[key] = to_plain(checkpoint[key])
+    return checkpoint
+
+
+def checkpoint_from_plain(checkpoint: dict) -> dict:
+    """Decode them in place (a no-op on a checkpoint that holds none)."""
+    for key in CHECKPOINT_KEYS:
+        if key in checkpoint:
+            checkpoint[key] = from_plain(checkpoint[key])
+    return checkpoint

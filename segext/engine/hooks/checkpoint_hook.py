@@ -47,12 +47,10 @@ from mmengine.registry import HOOKS
 from ...utils.config import UserInputError
 from ...utils.fileio import (atomic_write, remove_stale_temp_files,
                              replace_durably, temp_name)
-from ...utils.plain_state import from_plain, to_plain
+from ...utils.plain_state import checkpoint_from_plain, checkpoint_to_plain
 
 __all__ = ['SafeCheckpointHook', 'CheckpointWriteError', 'free_bytes']
 
-#: checkpoint entries that upstream fills with numpy / HistoryBuffer objects
-_PLAIN_KEYS = ('meta', 'message_hub')
 #: head room on top of the size estimate (pickle overhead, growing history)
 _MARGIN = 1.05
 _MARGIN_BYTES = 1 << 20
@@ -92,14 +90,13 @@ class SafeCheckpointHook(CheckpointHook):
 
     # ------------------------------------------------ content (all back-ends)
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        for key in _PLAIN_KEYS:
-            if key in checkpoint:
-                checkpoint[key] = to_plain(checkpoint[key])
+        # CheckpointHook's priority is VERY_LOW: the other hooks' additions
+        # to ``meta`` are encoded too
+        checkpoint_to_plain(checkpoint)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        for key in _PLAIN_KEYS:
-            if key in checkpoint:
-                checkpoint[key] = from_plain(checkpoint[key])
+        # (SegextRunner has already decoded it, before any hook saw it)
+        checkpoint_from_plain(checkpoint)
 
     # ------------------------------------------------------- writing (local)
     def before_train(self, runner) -> None:
