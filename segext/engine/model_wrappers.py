@@ -41,9 +41,9 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
                     if isinstance(m, SyncBatchNorm))
         module = CPUSyncBatchNorm.convert_sync_batchnorm(module)
         if count:
-            print_log(f'{count} SyncBatchNorm layers -> CPUSyncBatchNorm: '
-                      'batch statistics are all-reduced over the process '
-                      'group', logger='current')
+            print_log(f'SyncBatchNorm -> CPUSyncBatchNorm ({count} '
+                      'layers): batch statistics are all-reduced over the '
+                      'process group', logger='current')
         super().__init__(
             module=module, detect_anomalous_params=detect_anomalous_params,
             device_ids=None, **kwargs)

@@ -27,7 +27,7 @@ import dist_helpers as H  # noqa: E402
 TIMEOUT = 300  # per launch; a run takes ~15 s on 2 idle cores
 GLOO = "torch.distributed backend 'nccl' -> 'gloo'"
 CPU_DDP = 'CPUDistributedDataParallel wraps the CPU model (device_ids=None)'
-CPU_SYNCBN = 'SyncBatchNorm layers -> CPUSyncBatchNorm'
+CPU_SYNCBN = 'SyncBatchNorm -> CPUSyncBatchNorm ('
 
 
 @pytest.fixture(scope='module')
