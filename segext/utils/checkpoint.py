@@ -149,6 +149,10 @@ def load_checkpoint_file(filename: str, map_location='cpu'):
     trusted = osp.realpath(filename) in trusted_checkpoints()
     try:
         if trusted:
+            from mmengine.logging import print_log
+            print_log(f'{filename} is listed in {TRUSTED_ENV}: loading it '
+                      f'with weights_only=False (its pickle may run code)',
+                      logger='current', level=30)
             return torch.load(filename, map_location=map_location,
                               weights_only=False)
         with allow_stock_mmengine_checkpoints():
