@@ -20,6 +20,8 @@ def registries():
     from mmdet.registry import METRICS as DET_METRICS
     from mmdet.registry import MODELS as DET_MODELS
     from mmdet.registry import TRANSFORMS as DET_TRANSFORMS
+    from mmengine.registry import HOOKS as ROOT_HOOKS
+    from mmengine.registry import MODEL_WRAPPERS, RUNNERS
     from mmengine.registry import MODELS as ROOT_MODELS
     from mmseg.registry import DATASETS as SEG_DATASETS
     from mmseg.registry import METRICS as SEG_METRICS
@@ -27,7 +29,7 @@ def registries():
     from mmseg.registry import TRANSFORMS as SEG_TRANSFORMS
     return (DET_MODELS, SEG_MODELS, ROOT_MODELS, DET_DATASETS, SEG_DATASETS,
             DET_TRANSFORMS, SEG_TRANSFORMS, DET_METRICS, SEG_METRICS,
-            DET_HOOKS)
+            DET_HOOKS, ROOT_HOOKS, RUNNERS, MODEL_WRAPPERS)
 
 
 def is_registered(cls):
@@ -57,7 +59,8 @@ def test_model_classes_are_registered(pkg):
 def test_datasets_and_hooks_are_registered():
     for pkg in (segext.datasets, segext.engine):
         for name, cls in public_classes(pkg):
-            if name.endswith(('Dataset', 'Hook', 'Metric')):
+            if name.endswith(('Dataset', 'Hook', 'Metric', 'Runner',
+                              'DataParallel')):
                 assert is_registered(cls), f'{pkg.__name__}.{name}'
 
 

@@ -5,9 +5,11 @@
 #   bash tools/dist_train.sh CONFIG GPUS [train.py args...]
 #
 # GPUS is the number of processes on THIS machine.  Without CUDA they are CPU
-# processes: segext's compat shim (segext/utils/compat.py) switches the
-# backend to gloo and wraps the model with device_ids=None; with CUDA the
-# path is upstream's (nccl, one GPU per process).
+# processes: segext's runner (runner_type='SegextRunner', which train.py
+# selects when the config names no runner) creates a gloo process group and
+# wraps the model in CPUDistributedDataParallel (device_ids=None, SyncBN
+# synchronised over gloo); with CUDA the path is upstream's (nccl, one GPU
+# per process).  See docs/distributed.md.
 #
 # Env knobs (as upstream): NNODES (1), NODE_RANK (0), PORT (29500),
 # MASTER_ADDR (127.0.0.1; on multi-node: the address of node 0, reachable

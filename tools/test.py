@@ -88,6 +88,8 @@ def prepare_cfg(args):
     cfg = load_config(args.config, args.cfg_options)
     scope = host_scope(cfg, args.config)
     apply_common_overrides(cfg, args, args.config)
+    # safe loading, robust auto-resume, CPU DDP (docs/checkpoints.md)
+    cfg.setdefault('runner_type', 'SegextRunner')
     cfg.load_from = check_checkpoint(args.checkpoint)
     if args.show or args.show_dir:
         enable_visualization(cfg, args, scope)

@@ -13,7 +13,7 @@ from urllib.error import URLError
 
 from mmengine.config import DictAction  # noqa: E402
 
-import segext  # noqa: E402,F401  (registers modules, applies compat shims)
+import segext  # noqa: E402,F401  (registers modules)
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
                                  check_resume, check_work_dir, host_scope,
@@ -57,6 +57,8 @@ def prepare_cfg(args):
     cfg = load_config(args.config, args.cfg_options)
     scope = host_scope(cfg, args.config)
     apply_common_overrides(cfg, args, args.config)
+    # safe loading, robust auto-resume, CPU DDP (docs/checkpoints.md)
+    cfg.setdefault('runner_type', 'SegextRunner')
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':

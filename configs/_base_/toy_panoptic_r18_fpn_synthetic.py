@@ -8,7 +8,7 @@
 _base_ = [
     './datasets/synthetic_panoptic.py',
     './schedules/schedule_synthetic_panoptic.py',
-    'mmdet::_base_/default_runtime.py',
+    './default_runtime_mmdet.py',
 ]
 
 toy_r18_fpn = dict(

@@ -19,7 +19,7 @@
 _base_ = [
     '../_base_/models/dilation_vgg16.py',
     'mmseg::_base_/datasets/pascal_voc12.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmseg.py',
     'mmseg::_base_/schedules/schedule_80k.py'
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
@@ -60,7 +60,7 @@ param_scheduler = [
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=60000, val_interval=5000)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000))
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=5000))
 # The paper's batch is 14 images in total; mmseg's --auto-scale-lr scales the
 # lr for another total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=14)

@@ -11,7 +11,7 @@
 _base_ = [
     '../_base_/models/drn.py',
     'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmseg.py',
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
@@ -72,7 +72,7 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='SafeCheckpointHook',
         by_epoch=True,
         interval=10,
         max_keep_ckpts=3,

@@ -9,7 +9,7 @@
 _base_ = [
     '../_base_/models/drn.py',
     '../_base_/datasets/synthetic_semantic.py',
-    'mmseg::_base_/default_runtime.py'
+    '../_base_/default_runtime_mmseg.py'
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
@@ -44,7 +44,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False,
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False,
                     interval=max_iters),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))

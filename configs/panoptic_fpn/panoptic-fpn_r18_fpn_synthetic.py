@@ -50,7 +50,7 @@ model['test_cfg'] = dict(
 # iteration-based logging/checkpoints for the short toy schedule
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100,
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=100,
                     max_keep_ckpts=2),
     # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
     visualization=dict(type='PNGDetVisualizationHook'))

@@ -14,7 +14,7 @@
 #     367 training images; the paper trains "until convergence").
 _base_ = [
     '../_base_/models/segnet_vgg16-bn.py', '../_base_/datasets/camvid.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmseg.py',
     'mmseg::_base_/schedules/schedule_40k.py'
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
@@ -49,3 +49,5 @@ param_scheduler = [
     dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=40000)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=4)
+# schedule_40k's checkpoint hook, atomic and loadable with weights_only=True
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

@@ -36,7 +36,7 @@ model['test_cfg'] = dict(
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval=100,
+        type='SafeCheckpointHook', by_epoch=False, interval=100,
         max_keep_ckpts=2),
     # --show-dir overlays as lossless PNG (the images are JPEG, as COCO's)
     visualization=dict(type='PNGDetVisualizationHook'))

@@ -5,7 +5,7 @@ _base_ = [
     '../_base_/models/upsnet_r50_fpn.py',
     'mmdet::_base_/datasets/coco_panoptic.py',
     'mmdet::_base_/schedules/schedule_1x.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmdet.py',
 ]
 
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)

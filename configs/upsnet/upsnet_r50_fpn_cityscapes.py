@@ -5,7 +5,7 @@
 _base_ = [
     '../_base_/models/upsnet_r50_fpn.py',
     '../_base_/datasets/cityscapes_panoptic.py',
-    'mmdet::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmdet.py',
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmdet'
@@ -57,7 +57,7 @@ optim_wrapper = dict(
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000))
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=2000))
 log_processor = dict(by_epoch=False)
 
 # mmdet's NumClassCheckHook does not know panoptic heads (as Panoptic FPN)

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import sys
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import torch
 
+from .checkpoint import load_checkpoint_file
+from .cli import user_errors_to_exit
+from .config import UserInputError
+
 __all__ = ['ConversionError', 'unwrap_state_dict', 'read_checkpoint',
-           'save_converted']
+           'converter_errors_to_exit', 'save_converted']
 
 
 class ConversionError(ValueError):
@@ -46,14 +50,19 @@ def unwrap_state_dict(checkpoint, prefixes=('module.', )
 
 
 def read_checkpoint(path: str):
-    """``torch.load`` of tensors only; exits with one line naming the file."""
-    if not osp.isfile(path):
-        sys.exit(f'error: checkpoint not found: {path}')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001  any unreadable file
-        sys.exit(f'error: cannot read {path} as a torch checkpoint of '
-                 f'tensors: {type(err).__name__}: {err}')
+    """The checkpoint at ``path``, read with ``torch.load(weights_only=True)``
+    (:func:`segext.utils.checkpoint.load_checkpoint_file`); raises
+    :class:`~segext.utils.checkpoint.CheckpointError` naming the file."""
+    return load_checkpoint_file(path, map_location='cpu')
+
+
+@contextmanager
+def converter_errors_to_exit(tool: str, src: str):
+    """One line and exit code 2 for an unreadable, refused or unfitting
+    source checkpoint (``SEGEXT_DEBUG=1``: the traceback)."""
+    with user_errors_to_exit(tool, src, only=(UserInputError,
+                                              ConversionError)):
+        yield
 
 
 def save_converted(state, dst: str, **meta) -> None:

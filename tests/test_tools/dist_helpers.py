@@ -119,7 +119,7 @@ def train_cmd(config, work_dir, opts, *extra):
 
 
 def state_dict(path):
-    return torch.load(path, map_location='cpu', weights_only=False)
+    return torch.load(path, map_location='cpu', weights_only=True)
 
 
 def max_abs_diff(ckpt_a, ckpt_b):

@@ -1,6 +1,10 @@
 """A stock mmdet config + only ``custom_imports=['segext']`` trains with
 segext's tools/train.py, with mmdet's own tools/train.py and with
-``mim train mmdet`` -- on the synthetic data in the COCO layout."""
+``mim train mmdet`` -- on the synthetic data in the COCO layout -- and its
+checkpoints (stock CheckpointHook: HistoryBuffer and numpy objects) resume
+under torch's weights_only=True with segext's tools, and with mmdet's own
+train.py given the documented one-line opt-in ``runner_type='SegextRunner'``
+(open-mmlab/mmengine#1655)."""
 import os
 import os.path as osp
 import shutil
@@ -23,13 +27,13 @@ def coco_root(tmp_path_factory):
     return str(root)
 
 
-def tiny_options(coco_root):
+def tiny_options(coco_root, max_epochs=1):
     """Only data location, image size, schedule length and 'no download'."""
     ann = f'{coco_root}/annotations/panoptic_val2017.json'
     seg = f'{coco_root}/annotations/panoptic_val2017/'
     return [
         'model.backbone.init_cfg=None',  # no network: no ImageNet weights
-        'train_cfg.max_epochs=1',
+        f'train_cfg.max_epochs={max_epochs}',
         'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
         'val_dataloader.num_workers=0',
@@ -61,10 +65,25 @@ def test_stock_config_with_custom_imports_trains(tmp_path, coco_root,
         mim = shutil.which('mim', path=osp.dirname(sys.executable))
         assert mim, 'openmim is part of the environment (tools/setup_env.sh)'
         cmd = [mim, 'train', 'mmdet', CONFIG, '--gpus', '0', '-y'] + opts
+    log = run(cmd, tmp_path)
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert 'coco_panoptic/PQ' in log, log[-3000:]
+    if launcher == 'mim':
+        return
+    # one more epoch from the stock hook's checkpoint
+    cmd = cmd[:cmd.index('--cfg-options') + 1] + tiny_options(
+        coco_root, max_epochs=2)
+    cmd[cmd.index('--work-dir'):cmd.index('--work-dir')] = ['--resume']
+    if launcher == 'mmdet':
+        cmd.append('runner_type=SegextRunner')  # the opt-in
+    log = run(cmd, tmp_path)
+    assert 'resumed epoch: 1, iter: ' in log, log[-3000:]
+    assert osp.isfile(osp.join(work, 'epoch_2.pth'))
+
+
+def run(cmd, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run(cmd, cwd=str(tmp_path), env=env, timeout=900,
+    proc = subprocess.run(cmd, cwd=str(cwd), env=env, timeout=900,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
-    log = proc.stdout + proc.stderr
-    assert 'coco_panoptic/PQ' in log, log[-3000:]
+    return proc.stdout + proc.stderr

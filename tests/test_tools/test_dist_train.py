@@ -11,8 +11,10 @@ synthetic data:
   with plain BN -- the statistics really are synchronised over gloo;
 * DRN-C-58 (SyncBN) takes DDP steps without ``find_unused_parameters``.
 
-segext's compat shim makes the CPU path work (gloo instead of the configs'
-nccl, ``device_ids=None``, CPU SyncBN); each run's log must say so.
+segext's runner (``SegextRunner``, which tools/train.py selects) makes the
+CPU path work (a gloo process group instead of the configs' nccl,
+``CPUDistributedDataParallel`` with ``device_ids=None``, ``CPUSyncBatchNorm``);
+each run's log must say so.
 """
 import os.path as osp
 import sys
@@ -24,8 +26,8 @@ import dist_helpers as H  # noqa: E402
 
 TIMEOUT = 300  # per launch; a run takes ~15 s on 2 idle cores
 GLOO = "torch.distributed backend 'nccl' -> 'gloo'"
-CPU_DDP = 'DistributedDataParallel wraps the CPU model with device_ids=None'
-CPU_SYNCBN = 'SyncBatchNorm on CPU: batch statistics are all-reduced'
+CPU_DDP = 'CPUDistributedDataParallel wraps the CPU model (device_ids=None)'
+CPU_SYNCBN = 'SyncBatchNorm -> CPUSyncBatchNorm ('
 
 
 @pytest.fixture(scope='module')

@@ -256,6 +256,8 @@ def test_errors_name_the_key():
         drn2segext.convert(seg, log=quiet)
 
 
-def test_cli_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match='checkpoint not found'):
+def test_cli_missing_file_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         drn2segext.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'o.pth')])
+    assert exc.value.code == 2
+    assert 'checkpoint not found' in capsys.readouterr().err

@@ -104,12 +104,18 @@ def test_mmdet_panoptic_train_then_test(tmp_path, data_root):
         assert f'coco_panoptic/{key}' in rec
     assert len(glob.glob(osp.join(work, '*', 'vis', '*.png'))) == 2
     assert osp.getsize(out) > 0
+    # resume under torch's weights_only=True (SafeCheckpointHook's files)
+    assert _checkpoint_iter(ckpt) == 2
+    done = run_tool(['tools/train.py', PANOPTIC_FPN, '--work-dir', work,
+                     '--resume'] + panoptic_opts(data_root, iters=4))
+    assert 'resumed epoch: 0, iter: 2' in done.stdout + done.stderr
+    assert _checkpoint_iter(osp.join(work, 'iter_4.pth')) == 4
 
 
 def _checkpoint_iter(path):
     import torch
     return torch.load(path, map_location='cpu',
-                      weights_only=False)['meta']['iter']
+                      weights_only=True)['meta']['iter']
 
 
 def test_resume_after_killed_run(tmp_path, data_root):

@@ -115,11 +115,15 @@ def test_errors_name_the_key(edit, match):
 
 
 def test_cli_errors(tmp_path, capsys):
-    with pytest.raises(SystemExit, match='checkpoint not found'):
+    with pytest.raises(SystemExit) as exc:
         tool.main([str(tmp_path / 'nope.pth'), str(tmp_path / 'out.pth')])
+    assert exc.value.code == 2
+    assert 'checkpoint not found' in capsys.readouterr().err
     bad = tmp_path / 'bad.pth'
     torch.save({'features.0.weight': torch.zeros(64, 3, 3, 3),
                 'head.weight': torch.zeros(2)}, bad)
-    with pytest.raises(SystemExit, match="unknown key 'head.weight'"):
+    with pytest.raises(SystemExit) as exc:
         tool.main([str(bad), str(tmp_path / 'out.pth')])
+    assert exc.value.code == 2
+    assert "unknown key 'head.weight'" in capsys.readouterr().err
     assert not (tmp_path / 'out.pth').exists()

@@ -32,12 +32,12 @@ omitted.  Old checkpoints (PyTorch < 0.4.1) have no BN
 import argparse
 import os.path as osp
 import re
-import sys
 from collections import OrderedDict
 
 import torch
 
 from segext.utils.model_conversion import (ConversionError,  # noqa: F401
+                                           converter_errors_to_exit,
                                            read_checkpoint, save_converted,
                                            unwrap_state_dict)
 
@@ -211,11 +211,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ckpt = read_checkpoint(args.src)
-    try:
+    with converter_errors_to_exit('drn2segext', args.src):
+        ckpt = read_checkpoint(args.src)
         state, arch, depth = convert(ckpt, args.arch, args.depth)
-    except ConversionError as err:
-        sys.exit(f'error: {args.src}: {err}')
     save_converted(state, args.dst, arch=arch, depth=depth,
                    source=osp.basename(args.src),
                    converter='tools/model_converters/drn2segext.py')

@@ -38,13 +38,13 @@ mean, which cancels any constant per-channel ``b``.
 import argparse
 import os.path as osp
 import re
-import sys
 from collections import OrderedDict
 from typing import Callable, Dict, List, Tuple
 
 import torch
 
 from segext.utils.model_conversion import (ConversionError,  # noqa: F401
+                                           converter_errors_to_exit,
                                            read_checkpoint, save_converted,
                                            unwrap_state_dict)
 
@@ -169,11 +169,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    checkpoint = read_checkpoint(args.src)
-    try:
+    with converter_errors_to_exit('vgg16bn2segnet', args.src):
+        checkpoint = read_checkpoint(args.src)
         state = convert(checkpoint, depth=args.depth)
-    except ConversionError as err:
-        sys.exit(f'error: {args.src}: {err}')
     save_converted(state, args.dst, source=osp.basename(args.src),
                    converter='vgg16bn2segnet.py', depth=args.depth)
     print(f'saved {len(state)} tensors to {args.dst}')

@@ -37,13 +37,13 @@ bgr_to_rgb=False)``.
 """
 import argparse
 import os.path as osp
-import sys
 from collections import OrderedDict
 from math import prod
 
 import torch
 
 from segext.utils.model_conversion import (ConversionError,  # noqa: F401
+                                           converter_errors_to_exit,
                                            read_checkpoint, save_converted,
                                            unwrap_state_dict)
 
@@ -150,11 +150,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ckpt = read_checkpoint(args.src)
-    try:
+    with converter_errors_to_exit('vgg2segext', args.src):
+        ckpt = read_checkpoint(args.src)
         state = convert(ckpt)
-    except ConversionError as err:
-        sys.exit(f'error: {args.src}: {err}')
     save_converted(state, args.dst, source=osp.basename(args.src),
                    converter='tools/model_converters/vgg2segext.py')
     n = sum(v.numel() for v in state.values())

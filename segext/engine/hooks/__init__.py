@@ -1,3 +1,4 @@
+from .checkpoint_hook import SafeCheckpointHook
 from .visualization_hook import PNGDetVisualizationHook
 
-__all__ = ['PNGDetVisualizationHook']
+__all__ = ['PNGDetVisualizationHook', 'SafeCheckpointHook']

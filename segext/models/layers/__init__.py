@@ -2,6 +2,7 @@
 # segext registers it.  Keep ``__all__`` explicit.
 from .deform_conv import (DeformConv2dWithOffset, deform_conv2d,
                           select_deform_conv_impl)
+from .sync_bn import CPUSyncBatchNorm
 from .unpool import (CompactMaxPool2d, CompactMaxUnpool2d, PoolIndices,
                      max_pool2d_compact, max_unpool2d_compact)
 
@@ -9,5 +10,5 @@ __all__ = [
     'DeformConv2dWithOffset', 'deform_conv2d', 'select_deform_conv_impl',
     'CompactMaxPool2d',
     'CompactMaxUnpool2d', 'PoolIndices', 'max_pool2d_compact',
-    'max_unpool2d_compact'
+    'max_unpool2d_compact', 'CPUSyncBatchNorm'
 ]

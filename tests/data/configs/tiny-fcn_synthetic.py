@@ -2,7 +2,7 @@
 # stock mmseg pieces only, on segext's synthetic semantic data.
 _base_ = [
     '../../../configs/_base_/datasets/synthetic_semantic.py',
-    'mmseg::_base_/default_runtime.py',
+    '../../../configs/_base_/default_runtime_mmseg.py',
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
@@ -75,7 +75,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=1, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2),
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 log_processor = dict(by_epoch=False)
