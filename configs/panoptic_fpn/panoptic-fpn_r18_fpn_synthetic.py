@@ -92,4 +92,7 @@ default_hooks = dict(
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
 
 # mmdet's NumClassCheckHook expects COCO class counts: drop it as upstream does.
-custom_hooks = []
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

@@ -74,4 +74,7 @@ default_hooks = dict(
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
 
 # mmdet's NumClassCheckHook does not know panoptic heads (as Panoptic FPN)
-custom_hooks = []
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

@@ -1,3 +1,8 @@
+from .nonfinite_check_hook import NonFiniteCheckHook, NonFiniteTrainingError
+from .rng_state_hook import RNGStateHook
 from .visualization_hook import PNGDetVisualizationHook
 
-__all__ = ['PNGDetVisualizationHook']
+__all__ = [
+    'PNGDetVisualizationHook', 'RNGStateHook', 'NonFiniteCheckHook',
+    'NonFiniteTrainingError'
+]
