@@ -34,6 +34,8 @@ def _nonfinite_terms(outputs) -> dict:
             else float(value)
         if not math.isfinite(value):
             bad[name] = value
+    if len(bad) > 1:
+        bad.pop('loss', None)  # the sum: name the terms
     return bad
 
 
@@ -64,7 +66,9 @@ class NonFiniteCheckHook(Hook):
             one line and exits 2); the checkpoints already written stay.
             ``'skip'``: the optimizer step of that iteration is skipped
             (needs ``optim_wrapper.type='NonFiniteSkipOptimWrapper'`` or
-            ``AmpOptimWrapper``), with a warning and a running count.
+            ``AmpOptimWrapper``) and the model's buffers (BN statistics,
+            updated in the forward) are put back, with a warning and a
+            running count.
         max_consecutive_skips (int): with ``'skip'``, stop once this many
             iterations in a row were non-finite. Defaults to 10.
 
@@ -87,6 +91,7 @@ class NonFiniteCheckHook(Hook):
         self.on_nonfinite = on_nonfinite
         self.max_consecutive_skips = int(max_consecutive_skips)
         self.consecutive = self.skipped = 0
+        self._buffers = []
 
     def before_train(self, runner):
         wrapper = runner.optim_wrapper
@@ -96,6 +101,22 @@ class NonFiniteCheckHook(Hook):
                 "NonFiniteCheckHook(on_nonfinite='skip') needs "
                 "optim_wrapper.type='NonFiniteSkipOptimWrapper' (or "
                 f"'AmpOptimWrapper'), got {type(wrapper).__name__!r}")
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if self.on_nonfinite == 'skip':  # BN statistics move in forward
+            self._buffers = [b.detach().clone()
+                             for b in self._model(runner).buffers()]
+
+    def _restore_buffers(self, runner):
+        with torch.no_grad():
+            for buf, saved in zip(self._model(runner).buffers(),
+                                  self._buffers):
+                buf.copy_(saved)
 
     def _gathered_terms(self, outputs) -> dict:
         """The non-finite loss terms of any rank (the same on every rank)."""
@@ -120,9 +141,10 @@ class NonFiniteCheckHook(Hook):
             if self.on_nonfinite == 'stop':
                 raise NonFiniteTrainingError(
                     f'iteration {it}: non-finite loss ({terms}); training '
-                    f'stopped before its weights were saved (lower the lr, '
-                    f'check the data, or use NonFiniteCheckHook('
-                    f"on_nonfinite='skip'))")
+                    f'stopped, its weights not saved (the checkpoints already '
+                    f'written are kept; lower the lr, check the data, or use '
+                    f"NonFiniteCheckHook(on_nonfinite='skip'))")
+            self._restore_buffers(runner)
             self.consecutive += 1
             self.skipped += 1
             print_log(
@@ -138,8 +160,9 @@ class NonFiniteCheckHook(Hook):
                     f'training stopped')
         else:
             self.consecutive = 0
-        runner.message_hub.update_scalar('train/nonfinite_skips',
-                                         self.skipped)
+        if self.on_nonfinite == 'skip':
+            runner.message_hub.update_scalar('train/nonfinite_skips',
+                                             self.skipped)
         if checkpoint_due(runner, 'iter'):
             self._check_weights(runner, f'iteration {it}')
 
@@ -148,9 +171,7 @@ class NonFiniteCheckHook(Hook):
             self._check_weights(runner, f'epoch {runner.epoch + 1}')
 
     def _check_weights(self, runner, when):
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        state = model.state_dict()
+        state = self._model(runner).state_dict()
         bad = _nonfinite_weights(state)
         if bad:
             raise NonFiniteTrainingError(
