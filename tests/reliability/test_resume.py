@@ -29,9 +29,13 @@ def data_root(tmp_path_factory):
     return H.generate_data(H.session_dir(tmp_path_factory, 'resume_data'))
 
 
-def options(data_root, iters=4, panoptic=False):
+def options(data_root, iters=4, panoptic=False, validate=False):
+    """A checkpoint every 2 iterations; validation (at the end) only when
+    asked: it costs time and RNGStateHook keeps it out of the stream."""
     extra = ['default_hooks.checkpoint.interval=2',
              'default_hooks.checkpoint.max_keep_ckpts=-1']
+    if not validate:
+        extra.append('train_cfg.val_begin=1000')
     if panoptic:
         ann = f'{data_root}/annotations/panoptic_val2017.json'
         seg = f'{data_root}/annotations/panoptic_val2017/'
@@ -98,8 +102,8 @@ def test_ddp_two_process_resume_is_bit_identical(tmp_path, data_root):
         "train_dataloader = dict(batch_size=1)\n"
         "train_cfg = dict(type='ExactResumeIterBasedTrainLoop')\n"
         "custom_hooks = [dict(type='RNGStateHook')]\n")
-    a, b = uninterrupted_and_resumed(config, tmp_path, options(data_root),
-                                     two_processes)
+    a, b = uninterrupted_and_resumed(
+        config, tmp_path, options(data_root, validate=True), two_processes)
     saved = H.state_dict(a)['rng_state']
     assert saved['world_size'] == 2 and len(saved['ranks']) == 2
     assert_same_weights(a, b)
@@ -129,3 +133,23 @@ def test_every_config_resumes_exactly_and_checks_finiteness(config):
         for name in types:
             assert HOOKS.build(dict(type=name)) is not None
         assert LOOPS.get(cfg.train_cfg.type) is not None
+
+
+def test_rng_state_round_trip_through_a_weights_only_load(tmp_path):
+    import random
+
+    import numpy as np
+
+    from segext.engine.rng_state import capture_rng_state, restore_rng_state
+
+    def draw():
+        return (torch.rand(3).tolist(), np.random.rand(3).tolist(),
+                np.random.randn(), random.random(), random.gauss(0, 1))
+
+    np.random.randn()  # a cached gaussian is part of numpy's state
+    random.gauss(0, 1)  # and of Python's
+    torch.save(capture_rng_state(), tmp_path / 'rng.pth')
+    expected = draw()
+    draw()
+    restore_rng_state(torch.load(tmp_path / 'rng.pth', weights_only=True))
+    assert draw() == expected
