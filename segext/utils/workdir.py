@@ -61,6 +61,9 @@ class WorkDirLock:
                 f'{info.get("start")}: {info.get("cmd")}')
 
     def acquire(self) -> 'WorkDirLock':
+        if osp.exists(self.work_dir) and not osp.isdir(self.work_dir):
+            raise UserInputError(f'work dir {self.work_dir} is a file; '
+                                 f'expected a directory (or a new path)')
         try:
             os.makedirs(self.work_dir, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

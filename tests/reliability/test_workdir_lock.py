@@ -69,6 +69,19 @@ def test_lock_names_the_holder_and_dies_with_it(tmp_path):
         pass
 
 
+def test_unusable_work_dir_is_one_clear_error(tmp_path):
+    from segext.utils.config import UserInputError
+    from segext.utils.workdir import WorkDirLock
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(UserInputError, match=f'work dir {blocker} is a file; '
+                       'expected a directory'):
+        WorkDirLock(str(blocker)).acquire()
+    with pytest.raises(UserInputError, match=f'cannot use work dir '
+                       f'{blocker}/sub: Not a directory'):
+        WorkDirLock(str(blocker / 'sub')).acquire()
+
+
 def test_two_runs_started_together_one_is_refused(tmp_path, data_root):
     work = tmp_path / 'work'
     opts = H.data_options(data_root, max_iters=2, val_interval=2)
