@@ -14,10 +14,13 @@ from urllib.error import URLError
 from mmengine.config import DictAction  # noqa: E402
 
 import segext  # noqa: E402,F401  (registers modules)
+from segext.engine import NonFiniteTrainingError  # noqa: E402
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
                                  check_resume, check_work_dir, host_scope,
                                  load_config, set_env_local_rank)
+from segext.utils.workdir import (WorkDirLock, launcher_rank,  # noqa: E402
+                                  move_earlier_run_aside)
 
 
 def parse_args(argv=None):
@@ -39,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--overwrite', action='store_true',
         help='allow a fresh run in a work dir that holds checkpoints of an '
-        'earlier run (they will be overwritten)')
+        'earlier run (they are moved into WORK_DIR/overwritten_<time>/)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value (e.g. '
@@ -74,8 +77,30 @@ def prepare_cfg(args):
                 f'enable=..., base_batch_size=N) in the config')
         cfg.auto_scale_lr.enable = True
     check_resume(cfg, args.resume)
-    check_work_dir(cfg, args.resume, args.overwrite)
+    if args.resume is not None and args.overwrite:
+        raise UserInputError(
+            '--resume continues the run in the work dir and --overwrite '
+            'starts a new one: pass only one of them')
     return cfg, scope
+
+
+def hold_work_dir(cfg, args):
+    """One run per work dir: the launcher's rank 0 locks it for the whole
+    run (the other ranks belong to the same run), then the earlier run's
+    checkpoints are refused, or moved aside with ``--overwrite``."""
+    lock = None
+    if launcher_rank(args.launcher) == 0:
+        lock = WorkDirLock(cfg.work_dir).acquire()
+    check_work_dir(cfg, args.resume, args.overwrite)
+    if lock is not None and args.overwrite:
+        moved = move_earlier_run_aside(cfg.work_dir)
+        if moved:
+            folder, names = moved
+            shown = ', '.join(names[:4]) + (' ...' if len(names) > 4 else '')
+            print(f'train: --overwrite: moved the earlier run\'s {shown} '
+                  f'to {folder}/ (a later --resume starts from this run)',
+                  flush=True)
+    return lock
 
 
 def main(argv=None):
@@ -83,15 +108,18 @@ def main(argv=None):
     with user_errors_to_exit('train', args.config,
                              cfg_options=args.cfg_options):
         cfg, scope = prepare_cfg(args)
+        lock = hold_work_dir(cfg, args)  # noqa: F841  held until exit
         if scope == 'mmdet':
             from mmdet.utils import setup_cache_size_limit_of_dynamo
             setup_cache_size_limit_of_dynamo()
         runner = build_runner(cfg)
     # Only a missing file (data root, checkpoint) or an unreachable weights
     # URL (init_cfg=Pretrained) is reported briefly once training started;
-    # anything else keeps its traceback.
+    # anything else keeps its traceback.  A NaN/inf loss or weights stop the
+    # run the same way (NonFiniteCheckHook), before anything is saved.
     with user_errors_to_exit('train', 'while training', only=(
-            FileNotFoundError, UserInputError, URLError)):
+            FileNotFoundError, UserInputError, URLError,
+            NonFiniteTrainingError)):
         runner.train()
 
 

@@ -53,5 +53,6 @@ toy_r18_fpn = dict(
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=False)
 
 # mmdet's NumClassCheckHook does not know panoptic heads: drop it, as
-# upstream's panoptic configs do
-custom_hooks = []
+# upstream's panoptic configs do; segext's hooks for bit-identical --resume
+# and for stopping on NaN/inf (never saving it)
+custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteCheckHook')]

@@ -58,9 +58,14 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, milestones=[100000], gamma=0.1)
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=60000, val_interval=5000)
+train_cfg = dict(
+    type='ExactResumeIterBasedTrainLoop', max_iters=60000, val_interval=5000)
 default_hooks = dict(
     checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, interval=5000))
 # The paper's batch is 14 images in total; mmseg's --auto-scale-lr scales the
 # lr for another total batch size.
 auto_scale_lr = dict(enable=False, base_batch_size=14)
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

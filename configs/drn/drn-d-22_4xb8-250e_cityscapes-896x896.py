@@ -82,3 +82,7 @@ default_hooks = dict(
 log_processor = dict(by_epoch=True)
 # lr 0.01 is for 32 crops per iteration: `--auto-scale-lr` rescales it
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

@@ -27,7 +27,9 @@ model = dict(
 
 max_iters = 300
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+    type='ExactResumeIterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # the authors' SGD (momentum 0.9, wd 1e-4) and poly lr, with a short warm-up
@@ -51,3 +53,7 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=2)
 randomness = dict(seed=0)
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

@@ -3,3 +3,7 @@
 # with mmdet's own tools/train.py, and with `mim train mmdet`.
 _base_ = 'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

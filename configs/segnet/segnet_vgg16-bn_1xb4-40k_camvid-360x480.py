@@ -44,6 +44,8 @@ model = dict(
 
 optimizer = dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005)
 optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+# schedule_40k's loop, resuming bit-identically (RNGStateHook below)
+train_cfg = dict(type='ExactResumeIterBasedTrainLoop')
 # SegNet-Tutorial: lr_policy "step" with gamma 1.0, i.e. a fixed lr
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=40000)
@@ -51,3 +53,7 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 # schedule_40k's checkpoint hook, atomic and loadable with weights_only=True
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

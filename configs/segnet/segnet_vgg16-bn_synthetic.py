@@ -55,7 +55,9 @@ test_dataloader = val_dataloader
 
 max_iters = 600
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+    type='ExactResumeIterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # the paper's optimiser (SGD, momentum 0.9, wd 5e-4) with a larger lr and
@@ -80,3 +82,7 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=2)
 randomness = dict(seed=0)
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

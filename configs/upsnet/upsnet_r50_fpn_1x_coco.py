@@ -34,4 +34,7 @@ optim_wrapper = dict(
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 # mmdet's NumClassCheckHook does not know panoptic heads (as Panoptic FPN)
-custom_hooks = []
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

@@ -35,7 +35,9 @@ model = dict(
 # 12k iterations at total batch 16 (8 GPUs x 2 images)
 max_iters = 12000
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=2000)
+    type='ExactResumeIterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=2000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 param_scheduler = [
@@ -61,4 +63,7 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 
 # mmdet's NumClassCheckHook does not know panoptic heads (as Panoptic FPN)
-custom_hooks = []
+custom_hooks = [
+    dict(type='RNGStateHook'),  # bit-identical --resume
+    dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
+]

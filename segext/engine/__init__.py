@@ -1,11 +1,15 @@
 """Runner-side components (registered in mmengine's root registries, so
 mmdet- and mmseg-scoped configs find them): select them from a config."""
-from . import hooks  # noqa: F401
-from .hooks import PNGDetVisualizationHook, SafeCheckpointHook
+from . import hooks, optimizers, runner  # noqa: F401
+from .hooks import (NonFiniteCheckHook, NonFiniteTrainingError,
+                    PNGDetVisualizationHook, RNGStateHook, SafeCheckpointHook)
 from .model_wrappers import CPUDistributedDataParallel
-from .runner import SegextRunner
+from .optimizers import NonFiniteSkipOptimWrapper
+from .runner import ExactResumeIterBasedTrainLoop, SegextRunner
 
 __all__ = [
-    'PNGDetVisualizationHook', 'SafeCheckpointHook',
-    'CPUDistributedDataParallel', 'SegextRunner'
+    'PNGDetVisualizationHook', 'SafeCheckpointHook', 'RNGStateHook',
+    'NonFiniteCheckHook', 'NonFiniteTrainingError',
+    'NonFiniteSkipOptimWrapper', 'CPUDistributedDataParallel',
+    'SegextRunner', 'ExactResumeIterBasedTrainLoop'
 ]

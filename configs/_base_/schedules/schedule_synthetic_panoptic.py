@@ -7,7 +7,9 @@
 # the float summation order (see docs/upsnet.md).
 max_iters = 300
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+    type='ExactResumeIterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 

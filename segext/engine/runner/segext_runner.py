@@ -43,12 +43,12 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
 from torch.nn.parallel import DistributedDataParallel
 
-from ..utils.checkpoint import (CheckpointError,
+from ...utils.checkpoint import (CheckpointError,
                                 allow_stock_mmengine_checkpoints,
                                 find_latest_checkpoint, load_checkpoint_file,
                                 refusal_message)
-from ..utils.plain_state import checkpoint_from_plain
-from .dist import init_cpu_process_group, no_accelerator
+from ...utils.plain_state import checkpoint_from_plain
+from ..dist import init_cpu_process_group, no_accelerator
 
 __all__ = ['SegextRunner', 'cpu_model_wrapper_cfg']
 

@@ -1,0 +1,3 @@
+from .nonfinite_skip_optim_wrapper import NonFiniteSkipOptimWrapper
+
+__all__ = ['NonFiniteSkipOptimWrapper']
