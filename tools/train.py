@@ -19,6 +19,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 import segext  # noqa: E402,F401  (registers modules, applies compat shims)
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
+from segext.utils.config_check import check_training_config  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
                                  check_resume, check_work_dir, host_scope,
                                  load_config, set_env_local_rank)
@@ -77,6 +78,7 @@ def prepare_cfg(args):
         cfg.auto_scale_lr.enable = True
     check_resume(cfg, args.resume)
     check_work_dir(cfg, args.resume, args.overwrite)
+    check_training_config(cfg, scope)
     return cfg, scope
 
 
