@@ -262,6 +262,11 @@ def check_num_classes(cfg, scope: str) -> None:
     dataset's: a mismatch otherwise surfaces as ``Target 5 is out of
     bounds`` in training or ``KeyError: np.int32(7)`` in evaluation."""
     datasets = _registry(scope).DATASETS
+    model = cfg.get('model', None) or {}
+    if 'language_model' in model:
+        # text-prompted detectors (GLIP, Grounding DINO): num_classes counts
+        # text tokens, the classes come from the prompt
+        model = {}
     for loader_key, loader in _dataloaders(cfg):
         dataset_cfg = loader.get('dataset', None)
         classes = dataset_cfg and _dataset_classes(dataset_cfg, datasets)
@@ -269,7 +274,7 @@ def check_num_classes(cfg, scope: str) -> None:
             continue
         where = (f"{len(classes['classes'])} classes of {loader_key}.dataset"
                  f" ({', '.join(classes['classes'])})")
-        for head_key, head in _heads(cfg.get('model', None) or {}):
+        for head_key, head in _heads(model):
             for count, expected in _expected_counts(
                     classes, head_key, scope).items():
                 value = head.get(count, None)
