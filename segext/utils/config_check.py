@@ -142,6 +142,10 @@ def check_loops(cfg, scope: str) -> None:
         if not loop_cfg:
             continue
         loop_cfg = dict(loop_cfg)
+        if 'type' in loop_cfg and 'by_epoch' in loop_cfg:
+            raise UserInputError(
+                f"{key}: sets both type={loop_cfg['type']!r} and by_epoch="
+                f"{loop_cfg['by_epoch']!r}; expected only one of them")
         if 'type' in loop_cfg:
             cls = _resolve(loops, loop_cfg.pop('type'), f'{key}.type')
         elif key == 'train_cfg':
@@ -154,10 +158,11 @@ def check_loops(cfg, scope: str) -> None:
         _check_kwargs(cls, loop_cfg, key, caller_args)
         for count in ('max_iters', 'max_epochs', 'val_interval'):
             value = loop_cfg.get(count, None)
-            if value is not None and (not isinstance(value, int)
+            if value is not None and (isinstance(value, bool) or
+                                      not isinstance(value, (int, float))
                                       or value < 1):
                 raise UserInputError(
-                    f'{key}.{count}={value!r}: expected an integer >= 1')
+                    f'{key}.{count}={value!r}: expected a number >= 1')
 
 
 def check_optimizer(cfg, scope: str) -> None:
@@ -211,9 +216,17 @@ def _dataset_classes(dataset_cfg, datasets) -> dict | None:
     return found or None
 
 
+#: head types whose ``num_classes`` is not the dataset's, and why
+_OWN_CLASS_COUNT = {
+    'STDCHead': 'STDC detail head: 2 classes, boundary or not',
+}
+
+
 def _heads(model: dict):
     """(config key, head config) of every head with a class count."""
     def walk(node, key):
+        if isinstance(node, dict) and node.get('type') in _OWN_CLASS_COUNT:
+            return
         if isinstance(node, dict):
             if any(k in node for k in ('num_classes', 'num_things_classes',
                                        'num_stuff_classes')):
@@ -263,9 +276,9 @@ def check_num_classes(cfg, scope: str) -> None:
     bounds`` in training or ``KeyError: np.int32(7)`` in evaluation."""
     datasets = _registry(scope).DATASETS
     model = cfg.get('model', None) or {}
-    if 'language_model' in model:
-        # text-prompted detectors (GLIP, Grounding DINO): num_classes counts
-        # text tokens, the classes come from the prompt
+    if 'language_model' in model or 'text_encoder' in model:
+        # text-prompted models (GLIP, Grounding DINO, SAN): num_classes
+        # counts text tokens / prompts, the classes come from the text
         model = {}
     for loader_key, loader in _dataloaders(cfg):
         dataset_cfg = loader.get('dataset', None)
