@@ -91,12 +91,13 @@ def check_cfg_options_keys(cfg, cfg_options: dict, path: str) -> None:
     A new top-level entry is ignored by everything (``trian_cfg.max_iters=2``
     would run the full schedule), so it is refused with the closest name.
     """
-    for option in cfg_options:
+    for option, value in cfg_options.items():
         top = option.split('.', 1)[0]
         if top in cfg or top in RUNNER_KEYS:
             continue
         raise UserInputError(
-            f'--cfg-options {option}: {path} has no top-level key {top!r}'
+            f'--cfg-options {option}={value}: {path} has no top-level key '
+            f'{top!r}'
             f'{_closest(top, list(cfg.keys()) + list(RUNNER_KEYS))}; a new '
             f'top-level entry would be silently ignored')
 
