@@ -8,9 +8,6 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bad_input_helpers as H  # noqa: E402
-from segext.utils.config import UserInputError  # noqa: E402
-from segext.utils.state_dict_check import (check_state_dict,  # noqa: E402
-                                           compare_state_dicts)
 
 DRN = osp.join(H.ROOT, 'configs', 'drn', 'drn-d-22_synthetic.py')
 
@@ -62,6 +59,9 @@ def test_partial_load_when_asked(tmp_path, data_root, fcn_checkpoint, capsys):
 
 
 def test_compare_state_dicts():
+    from segext.utils.config import UserInputError
+    from segext.utils.state_dict_check import (check_state_dict,
+                                               compare_state_dicts)
     model = {'a.weight': torch.zeros(2, 3), 'b.bias': torch.zeros(2),
              'c': torch.zeros(1)}
     ckpt = {'module.a.weight': torch.zeros(2, 3), 'b.bias': torch.zeros(3),
