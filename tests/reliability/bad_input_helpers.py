@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_SEG = osp.join(ROOT, 'tests', 'data', 'configs', 'tiny-fcn_synthetic.py')
 PANOPTIC_FPN = osp.join(ROOT, 'configs', 'panoptic_fpn',
@@ -20,6 +22,19 @@ def generate_data(root: str) -> str:
     generate(root, layout='coco', num_train=4, num_val=2, size=(64, 96),
              seed=3)
     return root
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    """Fixture: the generated data, shared by a test module."""
+    return generate_data(str(tmp_path_factory.mktemp('synthetic')))
+
+
+@pytest.fixture(scope='module')
+def fcn_checkpoint(tmp_path_factory):
+    """Fixture: a checkpoint of the tiny mmseg model (6 classes)."""
+    return save_model_checkpoint(
+        TINY_SEG, str(tmp_path_factory.mktemp('ckpt') / 'fcn.pth'))
 
 
 def broken_copy(data_root: str, tmp_path) -> str:

@@ -8,19 +8,9 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bad_input_helpers as H  # noqa: E402
+from bad_input_helpers import data_root, fcn_checkpoint  # noqa: E402,F401
 
 DRN = osp.join(H.ROOT, 'configs', 'drn', 'drn-d-22_synthetic.py')
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return H.generate_data(str(tmp_path_factory.mktemp('synthetic')))
-
-
-@pytest.fixture(scope='module')
-def fcn_checkpoint(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('ckpt') / 'fcn.pth')
-    return H.save_model_checkpoint(H.TINY_SEG, path)
 
 
 def tool_args(config, checkpoint, tmp_path, data_root, *extra):
@@ -41,7 +31,8 @@ def test_checkpoint_of_another_model(tmp_path, data_root, fcn_checkpoint,
 
 
 def test_checkpoint_with_other_num_classes(tmp_path, data_root,
-                                           fcn_checkpoint, capsys):
+                                           fcn_checkpoint,
+                                capsys):
     args = tool_args(H.TINY_SEG, fcn_checkpoint, tmp_path, data_root,
                      ) + ['model.decode_head.num_classes=7']
     proc = H.run_main('test', args, capsys)
@@ -50,7 +41,8 @@ def test_checkpoint_with_other_num_classes(tmp_path, data_root,
         'decode_head.conv_seg.bias: (6,) in the checkpoint, (7,) in the model')
 
 
-def test_partial_load_when_asked(tmp_path, data_root, fcn_checkpoint, capsys):
+def test_partial_load_when_asked(tmp_path, data_root, fcn_checkpoint,
+                                capsys):
     proc = H.run_main('test', tool_args(DRN, fcn_checkpoint, tmp_path,
                                         data_root, '--allow-partial-load'),
                       capsys)

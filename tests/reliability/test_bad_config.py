@@ -9,11 +9,7 @@ import pytest
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bad_input_helpers as H  # noqa: E402
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return H.generate_data(str(tmp_path_factory.mktemp('synthetic')))
+from bad_input_helpers import data_root  # noqa: E402,F401
 
 
 def train(capsys, config, work_dir, data_root, *options, panoptic=False):

@@ -15,17 +15,7 @@ from PIL import Image
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bad_input_helpers as H  # noqa: E402
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return H.generate_data(str(tmp_path_factory.mktemp('synthetic')))
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp('ckpt') / 'fcn.pth')
-    return H.save_model_checkpoint(H.TINY_SEG, path)
+from bad_input_helpers import data_root, fcn_checkpoint  # noqa: E402,F401
 
 
 def seg_args(tmp_path, data_root, *extra):
@@ -61,13 +51,13 @@ def test_label_value_outside_classes_stops_training(tmp_path, data_root,
 
 
 def test_label_value_outside_classes_stops_evaluation(
-        tmp_path, data_root, checkpoint, capsys):
+        tmp_path, data_root, fcn_checkpoint, capsys):
     """Today's main scores it: mIoU changes without a word."""
     root = H.broken_copy(data_root, tmp_path)
     bad = H.first_file(f'{root}/semantic/val2017')
     write_label(bad, paint_200)
     args = seg_args(tmp_path, root)
-    proc = H.run_main('test', args[:1] + [checkpoint] + args[1:], capsys)
+    proc = H.run_main('test', args[:1] + [fcn_checkpoint] + args[1:], capsys)
     H.assert_one_line_error(proc, bad, 'label values 200')
 
 
