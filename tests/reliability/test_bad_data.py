@@ -11,11 +11,13 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bad_input_helpers as H  # noqa: E402
 from bad_input_helpers import data_root, fcn_checkpoint  # noqa: E402,F401
+from segext.utils.config import UserInputError  # noqa: E402
 
 
 def seg_args(tmp_path, data_root, *extra):
@@ -126,3 +128,26 @@ def test_invalid_annotation_json(tmp_path, data_root, capsys):
         f.write(text[:len(text) // 2])
     H.assert_one_line_error(train_panoptic(tmp_path, root, capsys), ann,
                             'not valid JSON')
+
+
+class _BrokenSample(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        raise UserInputError('/data/x.png: label values 200 (3 pixels)')
+
+
+def test_error_in_a_dataloader_worker_stays_one_line(capsys):
+    """torch re-raises a worker's error with the worker's traceback in the
+    message; the tools print the message alone."""
+    from segext.utils.cli import user_errors_to_exit
+    with pytest.raises(SystemExit) as done:
+        with user_errors_to_exit('train', 'while training'):
+            next(iter(torch.utils.data.DataLoader(_BrokenSample(),
+                                                  num_workers=1)))
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('train: error: while training: /data/x.png: label '
+                          'values 200 (3 pixels)\n'), err
+    assert 'Traceback' not in err.replace('full traceback', ''), err
