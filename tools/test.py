@@ -13,6 +13,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 import segext  # noqa: E402,F401
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
+from segext.utils.state_dict_check import check_state_dict  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
                                  check_checkpoint, host_scope, load_config,
                                  set_env_local_rank)
@@ -45,6 +46,11 @@ def parse_args(argv=None):
         default='none', help='job launcher')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (tta_model/pipeline)')
+    parser.add_argument(
+        '--allow-partial-load', action='store_true',
+        help='evaluate even if the checkpoint misses keys of the model, has '
+        'others or other shapes (by default that is an error: it is most '
+        'likely a checkpoint of another config)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     set_env_local_rank(args.local_rank)
@@ -104,6 +110,45 @@ def prepare_cfg(args):
     return cfg, scope
 
 
+def read_state_dict(path):
+    """The ``state_dict`` of a checkpoint, read with ``weights_only=True``.
+
+    mmengine checkpoints also hold the message hub (numpy values in
+    ``HistoryBuffer``s), so those types are allowed for this one read.
+    """
+    import numpy as np
+    import torch
+    from mmengine.logging.history_buffer import HistoryBuffer
+    numpy_types = [
+        np.ndarray, np.dtype, np.core.multiarray._reconstruct,
+        np.core.multiarray.scalar, getattr
+    ] + [type(np.dtype(t)) for t in ('float64', 'float32', 'float16',
+                                     'int64', 'int32', 'uint8', 'bool')]
+    try:
+        with torch.serialization.safe_globals([HistoryBuffer] + numpy_types):
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001  (any unreadable file)
+        raise UserInputError(
+            f'cannot read checkpoint {path} with weights_only=True: '
+            f'{type(err).__name__}: {str(err).splitlines()[0]}') from None
+    return ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+
+
+def check_checkpoint_fits(runner, args):
+    """Refuse a checkpoint that is not one of this config's model (mmengine
+    would load it non-strictly and report a wrong score)."""
+    from mmengine.model import is_model_wrapper
+    model = runner.model
+    if is_model_wrapper(model) or args.tta:  # DDP / TTA wrap the model
+        model = model.module
+    mismatch = check_state_dict(
+        read_state_dict(args.checkpoint), model.state_dict(), args.checkpoint,
+        allow_partial=args.allow_partial_load)
+    if mismatch:
+        print(f'test: warning: --allow-partial-load: {mismatch.summary()}',
+              file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
     with user_errors_to_exit('test', args.config,
@@ -117,6 +162,7 @@ def main(argv=None):
             from mmdet.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(
                 DumpDetResults(out_file_path=args.out))
+        check_checkpoint_fits(runner, args)
     with user_errors_to_exit('test', 'while testing', only=(
             FileNotFoundError, UserInputError)):
         runner.test()

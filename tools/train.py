@@ -16,6 +16,7 @@ from mmengine.config import DictAction  # noqa: E402
 import segext  # noqa: E402,F401  (registers modules)
 from segext.engine import NonFiniteTrainingError  # noqa: E402
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
+from segext.utils.config_check import check_training_config  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
                                  check_resume, check_work_dir, host_scope,
                                  load_config, set_env_local_rank)
@@ -81,6 +82,7 @@ def prepare_cfg(args):
         raise UserInputError(
             '--resume continues the run in the work dir and --overwrite '
             'starts a new one: pass only one of them')
+    check_training_config(cfg, scope)
     return cfg, scope
 
 

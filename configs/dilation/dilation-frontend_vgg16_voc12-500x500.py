@@ -35,17 +35,17 @@ model = dict(
     decode_head=dict(num_classes=21))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     # VOC images are at most 500 px on the long side: native resolution
     dict(type='Resize', scale=(500, 500), keep_ratio=True),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadAnnotations'),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(batch_size=14, dataset=dict(pipeline=train_pipeline))

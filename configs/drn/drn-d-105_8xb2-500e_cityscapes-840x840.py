@@ -25,8 +25,8 @@ model = dict(
             checkpoint='checkpoints/drn-d-105_imagenet.pth')))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
     dict(type='RandomRotate', prob=1.0, degree=10, seg_pad_val=255),
     dict(
         type='RandomResize',

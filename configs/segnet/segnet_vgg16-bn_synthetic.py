@@ -32,8 +32,9 @@ model = dict(
     backbone=dict(stage_channels=stage_channels),
     decode_head=dict(stage_channels=stage_channels, num_classes=6))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckSegMap', num_classes=6),
     dict(
         type='RandomResize',
         scale=(128, 96),
@@ -44,9 +45,10 @@ train_pipeline = [
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='Resize', scale=(128, 96), keep_ratio=True),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckSegMap', num_classes=6),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

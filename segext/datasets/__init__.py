@@ -5,9 +5,11 @@ The synthetic scene renderer is not imported here: tools and tests import
 """
 from . import transforms  # noqa: F401
 from .camvid import CamVidDataset
+from .coco_panoptic import CheckedCocoPanopticDataset
 from .cityscapes_panoptic import (CityscapesPanopticAPI,
                                  CityscapesPanopticDataset)
 
 __all__ = [
-    'CamVidDataset', 'CityscapesPanopticDataset', 'CityscapesPanopticAPI'
+    'CamVidDataset', 'CheckedCocoPanopticDataset', 'CityscapesPanopticDataset',
+    'CityscapesPanopticAPI'
 ]

@@ -28,8 +28,7 @@ def user_errors_to_exit(tool: str, stage: str, only=_INPUT_ERRORS,
     except only as err:
         if os.environ.get('SEGEXT_DEBUG'):
             raise
-        msg = str(err.args[0] if (isinstance(err, KeyError) and err.args)
-                  else err)
+        msg = _message(err)
         where = '' if stage in msg else f'{stage}: '
         if cfg_options:
             given = ' '.join(f'{k}={v!r}' for k, v in cfg_options.items())
@@ -37,6 +36,23 @@ def user_errors_to_exit(tool: str, stage: str, only=_INPUT_ERRORS,
         print(f'{tool}: error: {where}{msg}\n'
               f'(set SEGEXT_DEBUG=1 for the full traceback)', file=sys.stderr)
         sys.exit(2)
+
+
+def _message(err: BaseException) -> str:
+    """The user-facing message of ``err``.
+
+    An exception raised in a DataLoader worker is re-raised by torch as
+    ``type(err)('Caught ... in DataLoader worker process 0.\nOriginal
+    Traceback ...\n<module>.<Type>: <message>')``: keep the message.
+    """
+    msg = str(err.args[0] if (isinstance(err, KeyError) and err.args)
+              else err)
+    if msg.startswith('Caught ') and '\nOriginal Traceback' in msg:
+        last = msg.rstrip().splitlines()[-1]
+        prefix = f'{type(err).__name__}: '
+        if prefix in last:
+            msg = last.split(prefix, 1)[1]
+    return msg
 
 
 def build_runner(cfg):

@@ -28,6 +28,10 @@ class UserInputError(Exception):
 def load_config(path: str, cfg_options: dict | None = None):
     """``Config.fromfile`` + ``--cfg-options`` with errors that name the file.
 
+    A top-level key one typo away from a Runner key, and ``--cfg-options``
+    that would create a new top-level entry, are refused
+    (:mod:`segext.utils.config_check`).
+
     Importing segext first means ``custom_imports`` and ``mmdet::``/``mmseg::``
     bases resolve exactly as with the upstream tools.
     """
@@ -42,7 +46,10 @@ def load_config(path: str, cfg_options: dict | None = None):
         raise UserInputError(
             f'cannot load config {path}: {type(err).__name__}: {err}') \
             from None
+    from .config_check import check_cfg_options_keys, check_top_level_keys
+    check_top_level_keys(cfg, path)
     if cfg_options:
+        check_cfg_options_keys(cfg, cfg_options, path)
         try:
             cfg.merge_from_dict(cfg_options)
         except (KeyError, TypeError, ValueError) as err:

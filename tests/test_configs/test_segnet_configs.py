@@ -83,7 +83,7 @@ def test_camvid_config_one_train_step_on_tiny_copy(tmp_path):
         cfg[f'{split}_dataloader'].dataset.data_root = str(root / 'CamVid')
     cfg.train_dataloader.batch_size = 2
     crop = (25, 35)  # reduced, odd: ceil-mode pooling on every border
-    cfg.train_dataloader.dataset.pipeline[2].crop_size = crop
+    cfg.train_dataloader.dataset.pipeline[3].crop_size = crop  # RandomCrop
     cfg.model.data_preprocessor.size = crop
     cfg.model.backbone.init_cfg = None  # no ImageNet file in tests
     runner = tiny_runner(cfg, tmp_path / 'work', max_iters=1)

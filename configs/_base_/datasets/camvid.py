@@ -5,20 +5,24 @@
 #
 # No augmentation: SegNet-Tutorial's data layer only shuffles.  RandomCrop at
 # the native size is a no-op, there so that quick runs can train on smaller
-# crops (override train_dataloader.dataset.pipeline.2.crop_size and
+# crops (override train_dataloader.dataset.pipeline.3.crop_size and
 # model.data_preprocessor.size together).
 dataset_type = 'CamVidDataset'
 data_root = 'data/CamVid/'
 crop_size = (360, 480)  # (h, w)
+# checked loaders + CheckSegMap (11 classes, void -> 255): docs/reliability.md
+check_seg_map = dict(type='CheckSegMap', num_classes=11)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
+    check_seg_map,
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
+    check_seg_map,
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(

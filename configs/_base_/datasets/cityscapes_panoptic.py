@@ -12,12 +12,15 @@
 dataset_type = 'CityscapesPanopticDataset'
 data_root = 'data/cityscapes/'
 backend_args = None
+# checked loaders + CheckSegMap: see docs/reliability.md (19 classes)
+check_seg_map = dict(type='CheckSegMap', num_classes=19)
 
 # UPSNet's Cityscapes recipe: short side 800..1024, long side <= 2048, flip
 # (RandomResize over the range, as mmdet's cityscapes_instance.py)
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadPanopticAnnotations', backend_args=backend_args),
+    check_seg_map,
     dict(
         type='RandomResize',
         scale=[(2048, 800), (2048, 1024)],
@@ -27,9 +30,10 @@ train_pipeline = [
 ]
 # test at the native 1024x2048
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
-    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
+    dict(type='CheckedLoadPanopticAnnotations', backend_args=backend_args),
+    check_seg_map,
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',

@@ -1,8 +1,12 @@
 # dataset settings: segext's synthetic COCO-panoptic-layout data
 # (generate it with
 #   python tools/dataset_converters/generate_synthetic.py data/synthetic)
-# Stock mmdet only: no custom_imports needed for this file.
-dataset_type = 'CocoPanopticDataset'
+# Needs custom_imports = dict(imports=['segext'], allow_failed_imports=False)
+# (the synthetic model configs set it): CheckedCocoPanopticDataset is mmdet's
+# CocoPanopticDataset with json errors naming the file, the checked loaders
+# name a file they cannot read, CheckSegMap checks every panoptic PNG against
+# its image (see docs/reliability.md).
+dataset_type = 'CheckedCocoPanopticDataset'
 data_root = 'data/synthetic/'
 # things first, then stuff (mmdet's panoptic label order); category ids 1..6
 metainfo = dict(
@@ -13,18 +17,21 @@ metainfo = dict(
              (107, 142, 35), (218, 190, 120)])
 image_size = (256, 192)  # (w, h), the native size of the generated images
 backend_args = None
+check_seg_map = dict(type='CheckSegMap', num_classes=len(metainfo['classes']))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadPanopticAnnotations', backend_args=backend_args),
+    check_seg_map,
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
+    dict(type='CheckedLoadPanopticAnnotations', backend_args=backend_args),
+    check_seg_map,
     dict(
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',

@@ -1,7 +1,9 @@
 # dataset settings: segext's synthetic data as an mmseg semantic dataset
 # (the 'coco' layout's semantic/{train,val}2017/*.png label maps; generate
 # with  python tools/dataset_converters/generate_synthetic.py data/synthetic)
-# Stock mmseg only: no custom_imports needed for this file.
+# Needs custom_imports = dict(imports=['segext'], allow_failed_imports=False)
+# (segext's checked loaders and CheckSegMap, see docs/reliability.md; the
+# synthetic model configs set it).
 dataset_type = 'BaseSegDataset'
 data_root = 'data/synthetic/'
 metainfo = dict(
@@ -9,9 +11,14 @@ metainfo = dict(
     palette=[[220, 20, 60], [106, 0, 228], [250, 170, 30], [70, 130, 180],
              [107, 142, 35], [218, 190, 120]])
 crop_size = (192, 256)  # (h, w), the native size of the generated images
+# Loaders that name a file they cannot read, and a check of every label map
+# (values in 0..5 or 255, the image's size); CheckSegMap(on_invalid='skip')
+# skips such training samples with a warning instead of stopping.
+check_seg_map = dict(type='CheckSegMap', num_classes=len(metainfo['classes']))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
+    check_seg_map,
     dict(
         type='RandomResize',
         scale=(256, 192),
@@ -29,11 +36,12 @@ train_pipeline = [
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='Resize', scale=(256, 192), keep_ratio=True),
     # add loading annotation after ``Resize`` because ground truth
     # does not need to do resize data transform
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadAnnotations'),
+    check_seg_map,
     dict(type='PackSegInputs')
 ]
 # num_workers=0: see synthetic_panoptic.py (tiny images, 2 shared cores).

@@ -17,8 +17,9 @@ model = dict(
         norm_cfg=dict(_delete_=True, **norm_cfg)))
 
 pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckSegMap', num_classes=6),
     dict(type='PackSegInputs'),
 ]
 # per-process batch; the tests set 2 for one process, 1 for two processes

@@ -9,8 +9,9 @@ default_scope = 'mmseg'
 
 crop_size = (64, 96)  # (h, w): tests generate 64x96 images
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckSegMap', num_classes=6),
     dict(type='RandomResize', scale=(96, 64), ratio_range=(1.0, 1.25),
          keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size),
@@ -18,9 +19,10 @@ train_pipeline = [
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='Resize', scale=(96, 64), keep_ratio=True),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckSegMap', num_classes=6),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
