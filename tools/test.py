@@ -8,6 +8,7 @@ overlays) under ``WORK_DIR/TIMESTAMP/DIR`` as the upstream tools do.
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import DictAction  # noqa: E402
 

@@ -44,7 +44,6 @@ four strided comparisons against the pooled map.
 import argparse
 import gc
 import json
-import os
 import os.path as osp
 import resource
 import statistics
