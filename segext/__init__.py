@@ -10,6 +10,10 @@ from .utils import compat  # noqa: F401  (must run before anything loads a check
 
 compat.apply()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import (datasets, engine, evaluation, models,  # noqa: E402,F401
+               visualization)
 
-__all__ = ['__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models']
+__all__ = [
+    '__version__', 'compat', 'datasets', 'engine', 'evaluation', 'models',
+    'visualization'
+]

@@ -1,7 +1,8 @@
 # dataset settings: segext's synthetic COCO-panoptic-layout data
 # (generate it with
 #   python tools/dataset_converters/generate_synthetic.py data/synthetic)
-# Stock mmdet only: no custom_imports needed for this file.
+# Stock mmdet datasets; the evaluator is segext's (the configs that inherit
+# this file set custom_imports = dict(imports=['segext'], ...)).
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/synthetic/'
 # things first, then stuff (mmdet's panoptic label order); category ids 1..6
@@ -73,9 +74,12 @@ test_dataloader = val_dataloader
 # dict(type='CocoMetric', metric=['bbox', 'segm'], ann_file=...) for models
 # that output `pred_instances`; panoptic-only models do not, so it is not
 # part of this base.
+# NonMutatingCocoPanopticMetric = mmdet's CocoPanopticMetric without its
+# in-place VOID -> 0 edit of CPU predictions (which would otherwise show VOID
+# as class 0 in --show-dir overlays and --out dumps).
 val_evaluator = [
     dict(
-        type='CocoPanopticMetric',
+        type='NonMutatingCocoPanopticMetric',
         ann_file=data_root + 'annotations/panoptic_val2017.json',
         seg_prefix=data_root + 'annotations/panoptic_val2017/',
         backend_args=backend_args)

@@ -1,0 +1,73 @@
+"""Class names and colours for labels a visualiser was not told about."""
+import colorsys
+import logging
+from typing import List, Optional, Sequence, Tuple
+
+from mmengine.logging import print_log
+
+__all__ = ['fallback_palette', 'cover_labels']
+
+_GOLDEN = 0.618033988749895  # hue step: consecutive colours far apart
+
+
+def fallback_palette(num: int, start: int = 0) -> List[Tuple[int, int, int]]:
+    """``num`` saturated, deterministic RGB colours for labels ``start`` ..
+    ``start + num - 1`` (hues a golden-ratio step apart, so neighbouring
+    labels never share a colour).  Independent of any random state."""
+    colors = []
+    for label in range(start, start + num):
+        hue = (label * _GOLDEN) % 1.0
+        value = 0.95 if label % 2 == 0 else 0.75
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, value)
+        colors.append((int(r * 255), int(g * 255), int(b * 255)))
+    return colors
+
+
+def cover_labels(meta: dict,
+                 num_labels: int,
+                 owner: str,
+                 warned: Optional[set] = None) -> dict:
+    """``meta`` with ``classes`` and ``palette`` long enough for labels
+    ``0 .. num_labels - 1``.
+
+    Missing class names become ``'class <i>'`` and missing colours come from
+    :func:`fallback_palette`; a palette given as a name (``'random'``,
+    ``'coco'`` ...) is left to upstream's ``get_palette``.  Whatever is
+    filled in is logged once per ``owner``/reason as a warning naming what
+    was missing (pass the same ``warned`` set across calls).  ``meta`` itself
+    is never modified: the result is a new dict (or ``meta`` when nothing
+    was missing).
+    """
+    warned = set() if warned is None else warned
+    classes = meta.get('classes')
+    palette = meta.get('palette')
+    filled = []
+    if classes is None or len(classes) < num_labels:
+        have = list(classes or [])
+        classes = have + [f'class {i}' for i in range(len(have), num_labels)]
+        filled.append(('classes', len(have)))
+    if palette is None or (isinstance(palette, (list, tuple))
+                           and not _is_single_color(palette)
+                           and len(palette) < len(classes)):
+        have = [tuple(c) for c in (palette or [])]
+        palette = have + fallback_palette(len(classes) - len(have),
+                                          start=len(have))
+        filled.append(('palette', len(have)))
+    if not filled:
+        return meta
+    for key, have in filled:
+        if (key, have) not in warned:
+            warned.add((key, have))
+            print_log(
+                f'{owner}: dataset_meta has {have} {key} entries for '
+                f'{len(classes)} labels (a checkpoint without '
+                "meta['dataset_meta']?); the missing ones are drawn as "
+                "'class <i>' with segext's fallback palette",
+                logger='current', level=logging.WARNING)
+    return dict(meta, classes=tuple(classes), palette=list(palette))
+
+
+def _is_single_color(palette: Sequence) -> bool:
+    """mmdet also accepts one ``(r, g, b)`` tuple for every class."""
+    return isinstance(palette, tuple) and len(palette) == 3 and all(
+        isinstance(c, int) for c in palette)
