@@ -1,9 +1,7 @@
 """Class names and colours for labels a visualiser was not told about."""
 import colorsys
-import logging
+import warnings
 from typing import List, Optional, Sequence, Tuple
-
-from mmengine.logging import print_log
 
 __all__ = ['fallback_palette', 'cover_labels']
 
@@ -33,7 +31,7 @@ def cover_labels(meta: dict,
     Missing class names become ``'class <i>'`` and missing colours come from
     :func:`fallback_palette`; a palette given as a name (``'random'``,
     ``'coco'`` ...) is left to upstream's ``get_palette``.  Whatever is
-    filled in is logged once per ``owner``/reason as a warning naming what
+    filled in is warned about once per ``owner``/reason (``UserWarning``) naming what
     was missing (pass the same ``warned`` set across calls).  ``meta`` itself
     is never modified: the result is a new dict (or ``meta`` when nothing
     was missing).
@@ -58,12 +56,11 @@ def cover_labels(meta: dict,
     for key, have in filled:
         if (key, have) not in warned:
             warned.add((key, have))
-            print_log(
+            warnings.warn(
                 f'{owner}: dataset_meta has {have} {key} entries for '
                 f'{len(classes)} labels (a checkpoint without '
                 "meta['dataset_meta']?); the missing ones are drawn as "
-                "'class <i>' with segext's fallback palette",
-                logger='current', level=logging.WARNING)
+                "'class <i>' with segext's fallback palette", stacklevel=3)
     return dict(meta, classes=tuple(classes), palette=list(palette))
 
 

@@ -40,7 +40,9 @@ class RobustSegLocalVisualizer(SegLocalVisualizer):
                          classes: Optional[List] = None,
                          palette: Optional[List] = None,
                          dataset_name: Optional[str] = None) -> None:
-        if classes and (not palette or len(palette) != len(classes)):
+        named = not palette and dataset_name  # the stock lookup by name
+        if classes and not named and (not palette
+                                      or len(palette) != len(classes)):
             meta = cover_labels(dict(classes=classes, palette=palette),
                                 len(classes), type(self).__name__,
                                 self._warned)
