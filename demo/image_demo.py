@@ -28,6 +28,7 @@ mmseg) is one line and exit code 2; ``SEGEXT_DEBUG=1`` shows the traceback.
 """
 import argparse
 import copy
+import itertools
 import json
 import os
 import os.path as osp
@@ -47,6 +48,7 @@ from segext.utils.config import (UserInputError, check_checkpoint,  # noqa: E402
 #: what loading a file that is not a checkpoint of this model raises
 LOAD_ERRORS = (UserInputError, FileNotFoundError, KeyError, TypeError,
                ValueError, RuntimeError, pickle.UnpicklingError, EOFError)
+_VISUALIZER_IDS = itertools.count()
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -133,6 +135,8 @@ def build_visualizer(cfg, scope: str, dataset_meta: dict, save_dir: str):
     vis_cfg = copy.deepcopy(cfg.visualizer)
     vis_cfg.setdefault('_scope_', scope)
     vis_cfg['save_dir'] = save_dir  # overlays go to out_file; backends here
+    # a fresh instance (visualisers are per-name singletons in mmengine)
+    vis_cfg['name'] = f'image_demo_{next(_VISUALIZER_IDS)}'
     visualizer = VISUALIZERS.build(vis_cfg)
     if scope == 'mmseg':
         visualizer.set_dataset_meta(dataset_meta.get('classes'),
