@@ -6,13 +6,13 @@ import numpy as np
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.registry import VISUALIZERS
 from mmdet.visualization import DetLocalVisualizer
-from .palette import cover_labels
+from .palette import CoverLabelsMixin
 
 __all__ = ['RobustDetLocalVisualizer']
 
 
 @VISUALIZERS.register_module()
-class RobustDetLocalVisualizer(DetLocalVisualizer):
+class RobustDetLocalVisualizer(CoverLabelsMixin, DetLocalVisualizer):
     """:class:`DetLocalVisualizer` that draws every result it is given.
 
     Upstream behaviour worked around (mmdet 3.3.0):
@@ -34,18 +34,6 @@ class RobustDetLocalVisualizer(DetLocalVisualizer):
     of mmdet's ``default_runtime`` stay).  It can go once mmdet's
     ``get_palette`` and ``_draw_panoptic_seg`` handle both cases.
     """
-
-    def __init__(self, name: str = 'visualizer', **kwargs) -> None:
-        super().__init__(name=name, **kwargs)
-        self._warned = set()  # what cover_labels has already warned about
-
-    def add_datasample(self, name: str, image: np.ndarray,
-                       data_sample=None, *args, **kwargs) -> None:
-        if data_sample is not None:
-            self.dataset_meta = cover_labels(
-                self.dataset_meta, self._num_labels(data_sample),
-                type(self).__name__, self._warned)
-        super().add_datasample(name, image, data_sample, *args, **kwargs)
 
     def _draw_panoptic_seg(self, image: np.ndarray, panoptic_seg,
                            classes: Optional[List[str]],

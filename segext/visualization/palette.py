@@ -3,7 +3,7 @@ import colorsys
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ['fallback_palette', 'cover_labels']
+__all__ = ['fallback_palette', 'cover_labels', 'CoverLabelsMixin']
 
 _GOLDEN = 0.618033988749895  # hue step: consecutive colours far apart
 
@@ -68,3 +68,22 @@ def _is_single_color(palette: Sequence) -> bool:
     """mmdet also accepts one ``(r, g, b)`` tuple for every class."""
     return isinstance(palette, tuple) and len(palette) == 3 and all(
         isinstance(c, int) for c in palette)
+
+
+class CoverLabelsMixin:
+    """For a visualiser subclass: before the stock ``add_datasample`` draws,
+    ``dataset_meta`` is extended (:func:`cover_labels`) to the labels of the
+    sample, as counted by the subclass's ``_num_labels(data_sample)``."""
+
+    @property
+    def _warned(self) -> set:
+        """What :func:`cover_labels` has already warned about."""
+        return self.__dict__.setdefault('_cover_labels_warned', set())
+
+    def add_datasample(self, name, image, data_sample=None, *args,
+                       **kwargs) -> None:
+        if data_sample is not None:
+            self.dataset_meta = cover_labels(
+                self.dataset_meta, self._num_labels(data_sample),
+                type(self).__name__, self._warned)
+        super().add_datasample(name, image, data_sample, *args, **kwargs)

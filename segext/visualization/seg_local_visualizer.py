@@ -5,13 +5,13 @@ import numpy as np
 
 from mmseg.registry import VISUALIZERS
 from mmseg.visualization import SegLocalVisualizer
-from .palette import cover_labels
+from .palette import CoverLabelsMixin, cover_labels
 
 __all__ = ['RobustSegLocalVisualizer']
 
 
 @VISUALIZERS.register_module()
-class RobustSegLocalVisualizer(SegLocalVisualizer):
+class RobustSegLocalVisualizer(CoverLabelsMixin, SegLocalVisualizer):
     """:class:`SegLocalVisualizer` that draws every label it is given.
 
     Upstream behaviour worked around (mmseg 1.2.2):
@@ -32,10 +32,6 @@ class RobustSegLocalVisualizer(SegLocalVisualizer):
     in missing palette entries itself.
     """
 
-    def __init__(self, name: str = 'visualizer', **kwargs) -> None:
-        self._warned = set()  # what cover_labels has already warned about
-        super().__init__(name=name, **kwargs)  # calls set_dataset_meta
-
     def set_dataset_meta(self,
                          classes: Optional[List] = None,
                          palette: Optional[List] = None,
@@ -49,14 +45,6 @@ class RobustSegLocalVisualizer(SegLocalVisualizer):
             classes, palette = meta['classes'], meta['palette']
             palette = palette[:len(classes)]  # the stock length check
         super().set_dataset_meta(classes, palette, dataset_name)
-
-    def add_datasample(self, name: str, image: np.ndarray,
-                       data_sample=None, *args, **kwargs) -> None:
-        if data_sample is not None:
-            self.dataset_meta = cover_labels(
-                self.dataset_meta, self._num_labels(data_sample),
-                type(self).__name__, self._warned)
-        super().add_datasample(name, image, data_sample, *args, **kwargs)
 
     @staticmethod
     def _num_labels(data_sample) -> int:

@@ -127,12 +127,8 @@ def test_stock_coco_config_opts_in_with_one_line(tmp_path):
 
 # ----------------------------------------------------------- end to end
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from segext.datasets.synthetic import generate
-    root = tmp_path_factory.mktemp('synthetic')
-    generate(str(root), layout='coco', num_train=4, num_val=2, size=(64, 96),
-             seed=3)
-    return str(root)
+def data_root(tiny_synthetic_coco):
+    return tiny_synthetic_coco
 
 
 # large enough that the smallest stuff segment of a 64x96 scene is dropped

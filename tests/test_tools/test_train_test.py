@@ -34,12 +34,8 @@ def run_tool(args, timeout=600, check=True):
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from segext.datasets.synthetic import generate
-    root = tmp_path_factory.mktemp('synthetic')
-    generate(str(root), layout='coco', num_train=4, num_val=2, size=(64, 96),
-             seed=3)
-    return str(root)
+def data_root(tiny_synthetic_coco):
+    return tiny_synthetic_coco
 
 
 def seg_opts(data_root):
