@@ -56,11 +56,13 @@ def cover_labels(meta: dict,
     for key, have in filled:
         if (key, have) not in warned:
             warned.add((key, have))
+            fill = ("are named 'class <i>'" if key == 'classes' else
+                    "get colours from segext's fallback palette")
             warnings.warn(
                 f'{owner}: dataset_meta has {have} {key} entries for '
                 f'{len(classes)} labels (a checkpoint without '
-                "meta['dataset_meta']?); the missing ones are drawn as "
-                "'class <i>' with segext's fallback palette", stacklevel=3)
+                f"meta['dataset_meta']?); the missing ones {fill}",
+                stacklevel=3)
     return dict(meta, classes=tuple(classes), palette=list(palette))
 
 

@@ -77,7 +77,7 @@ def test_stock_det_crashes_on_all_void():
 @pytest.mark.parametrize('meta', [coco_meta(), {}, dict(classes=CLASSES)])
 def test_det_draws_with_fallback_and_warns(meta):
     vis = det_visualizer(RobustDetLocalVisualizer, meta)
-    with pytest.warns(UserWarning, match='fallback palette'):
+    with pytest.warns(UserWarning, match="fallback palette|'class <i>'"):
         drawn = draw(vis, panoptic_sample())
     assert drawn.shape == (H, W, 3)
     assert not np.array_equal(drawn, image())  # segments are painted
