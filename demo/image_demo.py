@@ -42,8 +42,8 @@ import numpy as np  # noqa: E402
 
 import segext  # noqa: E402,F401
 from segext.utils.cli import user_errors_to_exit  # noqa: E402
-from segext.utils.config import (UserInputError, check_checkpoint,  # noqa: E402
-                                 host_scope, load_config)
+from segext.utils.config import (  # noqa: E402
+    UserInputError, check_checkpoint, host_scope, load_config)
 
 #: what loading a file that is not a checkpoint of this model raises
 LOAD_ERRORS = (UserInputError, FileNotFoundError, KeyError, TypeError,

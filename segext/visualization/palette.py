@@ -31,10 +31,10 @@ def cover_labels(meta: dict,
     Missing class names become ``'class <i>'`` and missing colours come from
     :func:`fallback_palette`; a palette given as a name (``'random'``,
     ``'coco'`` ...) is left to upstream's ``get_palette``.  Whatever is
-    filled in is warned about once per ``owner``/reason (``UserWarning``) naming what
-    was missing (pass the same ``warned`` set across calls).  ``meta`` itself
-    is never modified: the result is a new dict (or ``meta`` when nothing
-    was missing).
+    filled in is warned about once per ``owner`` and reason: a
+    ``UserWarning`` naming what was missing (pass the same ``warned`` set
+    across calls).  ``meta`` itself is never modified: the result is a new
+    dict (or ``meta`` when nothing was missing).
     """
     warned = set() if warned is None else warned
     classes = meta.get('classes')

@@ -112,7 +112,8 @@ def test_segext_panoptic_configs_select_it(path):
 
 
 def test_stock_coco_config_opts_in_with_one_line(tmp_path):
-    stock = osp.join(ROOT, 'configs/panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py')
+    stock = osp.join(ROOT, 'configs', 'panoptic_fpn',
+                     'panoptic-fpn_r50_fpn_1x_coco.py')
     assert set(_evaluator_types(stock)) == {'CocoPanopticMetric'}
     user = tmp_path / 'mine.py'
     user.write_text(  # the line docs/inference.md gives
@@ -212,8 +213,9 @@ def test_overlay_dump_and_inference_agree(tmp_path, data_root, trained,
     runner.test()
 
     with open(out, 'rb') as f:
-        dumped = {r['img_path']: np.unique(
-            r['pred_panoptic_seg']['sem_seg']).tolist() for r in pickle.load(f)}
+        records = pickle.load(f)
+    dumped = {r['img_path']: np.unique(r['pred_panoptic_seg']['sem_seg'])
+              .tolist() for r in records}
     model = init_detector(
         Config.fromfile(osp.join(work, osp.basename(PANOPTIC_FPN))), ckpt,
         device='cpu', cfg_options={

@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PUBLISHED = ('(paper)', '(mmdet model zoo)')
 MEASURED = '(measured here)'
@@ -40,7 +38,8 @@ def test_license_is_the_apache_2_text():
     with open(osp.join(ROOT, 'LICENSE')) as f:
         text = f.read()
     for part in ('Apache License', 'Version 2.0, January 2004',
-                 'TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION',
+                 'TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND '
+                 'DISTRIBUTION',
                  '9. Accepting Warranty or Additional Liability.',
                  'END OF TERMS AND CONDITIONS'):
         assert part in text
@@ -149,9 +148,10 @@ def test_setuptools_bound_is_what_breaks_without_it():
     No lower bound (torch declares its own)."""
     assert _names(_requirements('runtime.txt'))['setuptools'] == \
         'setuptools<82'
+    config = osp.join(ROOT, 'configs', 'upsnet', 'upsnet_r18_fpn_synthetic.py')
     code = ("import sys; sys.modules['pkg_resources'] = None\n"
             'from mmengine.config import Config\n'
-            f"Config.fromfile({osp.join(ROOT, 'configs', 'upsnet', 'upsnet_r18_fpn_synthetic.py')!r})")
+            f'Config.fromfile({config!r})')
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0 and 'pkg_resources' in proc.stderr
