@@ -2,7 +2,9 @@
 
 Install with ``bash tools/setup_env.sh`` (creates ``.venv``, installs torch
 first, then mmcv with ops, then this package in editable mode), or into an
-environment that already has torch with ``pip install -e .``.
+environment that already has torch with ``pip install -e .`` followed by
+``pip install --no-deps -r requirements/panopticapi.txt`` (PQ's
+``panopticapi``; its declared dependencies are not what its code uses).
 """
 import os
 import os.path as osp

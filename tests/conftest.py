@@ -32,3 +32,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def tiny_synthetic_coco(tmp_path_factory):
+    """A 4-train / 2-val, 64x96 synthetic COCO-panoptic dataset (its root)."""
+    from segext.datasets.synthetic import generate
+    root = tmp_path_factory.mktemp('synthetic')
+    generate(str(root), layout='coco', num_train=4, num_val=2, size=(64, 96),
+             seed=3)
+    return str(root)

@@ -13,6 +13,8 @@ _base_ = [
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
+# draws meta-less checkpoints' results too (fallback palette + warning)
+visualizer = dict(type='RobustSegLocalVisualizer')
 
 crop_size = (192, 256)
 model = dict(

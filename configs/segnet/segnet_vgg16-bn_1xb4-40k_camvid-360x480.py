@@ -19,6 +19,8 @@ _base_ = [
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
+# draws meta-less checkpoints' results too (fallback palette + warning)
+visualizer = dict(type='RobustSegLocalVisualizer')
 
 crop_size = (360, 480)
 pretrained = 'checkpoints/vgg16-bn_segnet-encoder.pth'

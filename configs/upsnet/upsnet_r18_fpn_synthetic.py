@@ -9,6 +9,8 @@ _base_ = [
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmdet'
+# draws meta-less checkpoints' results too (fallback palette + warning)
+visualizer = dict(type='RobustDetLocalVisualizer')
 
 num_things_classes = 3  # disk, box, triangle
 num_stuff_classes = 3  # sky, grass, sand

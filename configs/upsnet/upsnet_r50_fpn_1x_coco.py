@@ -10,6 +10,8 @@ _base_ = [
 
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmdet'
+# draws meta-less checkpoints' results too (fallback palette + warning)
+visualizer = dict(type='RobustDetLocalVisualizer')
 
 # the authors: 1500 warmup iterations from 0.1 x lr (mmdet's 1x: 500 from
 # 0.001 x), then steps at epochs 8 and 11
@@ -38,3 +40,8 @@ custom_hooks = [
     dict(type='RNGStateHook'),  # bit-identical --resume
     dict(type='NonFiniteCheckHook'),  # stop on NaN/inf, never save it
 ]
+
+# the stock COCO panoptic metric, minus its in-place edit of CPU predictions
+# (VOID drawn as class 0 in --show-dir overlays and --out dumps otherwise)
+val_evaluator = dict(type='NonMutatingCocoPanopticMetric')
+test_evaluator = val_evaluator

@@ -1,3 +1,4 @@
 from .cityscapes_panoptic_metric import CityscapesPanopticMetric
+from .coco_panoptic_metric import NonMutatingCocoPanopticMetric
 
-__all__ = ['CityscapesPanopticMetric']
+__all__ = ['CityscapesPanopticMetric', 'NonMutatingCocoPanopticMetric']

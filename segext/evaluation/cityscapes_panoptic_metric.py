@@ -16,20 +16,22 @@ subclass only adapts what it reads to the Cityscapes json conventions:
   ground-truth PNG's name, so predictions are written under that name and
   compared with the right file.
 
-The metric names stay the stock ones (``coco_panoptic/PQ`` ...).
+The metric names stay the stock ones (``coco_panoptic/PQ`` ...).  It
+derives from :class:`NonMutatingCocoPanopticMetric`, so it does not relabel
+VOID in the prediction that the visualiser and ``--out`` dumps see.
 """
 import os.path as osp
 from typing import Optional, Sequence
 
 from mmengine.fileio import get_local_path
 
-from mmdet.evaluation import CocoPanopticMetric
 from mmdet.registry import METRICS
 from ..datasets.cityscapes_panoptic import CityscapesPanopticAPI
+from .coco_panoptic_metric import NonMutatingCocoPanopticMetric
 
 
 @METRICS.register_module()
-class CityscapesPanopticMetric(CocoPanopticMetric):
+class CityscapesPanopticMetric(NonMutatingCocoPanopticMetric):
     """Cityscapes panoptic quality (panopticapi's PQ, as the official
     ``evalPanopticSemanticLabeling``) against ``createPanopticImgs`` output.
 

@@ -34,12 +34,8 @@ def run_tool(args, timeout=600, check=True):
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from segext.datasets.synthetic import generate
-    root = tmp_path_factory.mktemp('synthetic')
-    generate(str(root), layout='coco', num_train=4, num_val=2, size=(64, 96),
-             seed=3)
-    return str(root)
+def data_root(tiny_synthetic_coco):
+    return tiny_synthetic_coco
 
 
 def seg_opts(data_root):
@@ -80,6 +76,9 @@ def test_mmseg_train_then_test(tmp_path, data_root):
              seg_opts(data_root))
     assert osp.isfile(osp.join(work, 'iter_4.pth'))
     assert 'mIoU' in last_json_record(work, 'mIoU')
+    # what the inferencers and the visualiser read (docs/inference.md)
+    meta = _checkpoint_meta(osp.join(work, 'iter_4.pth'))['dataset_meta']
+    assert len(meta['classes']) == len(meta['palette']) > 0
     out_dir = str(tmp_path / 'pred')
     run_tool(['tools/test.py', TINY_SEG, osp.join(work, 'iter_4.pth'),
               '--work-dir', work, '--show-dir', 'vis', '--out', out_dir] +
@@ -96,6 +95,9 @@ def test_mmdet_panoptic_train_then_test(tmp_path, data_root):
              panoptic_opts(data_root))
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
+    meta = _checkpoint_meta(ckpt)['dataset_meta']
+    assert len(meta['classes']) == len(meta['palette']) == len(
+        meta['thing_classes']) + len(meta['stuff_classes'])
     out = str(tmp_path / 'results.pkl')
     run_tool(['tools/test.py', PANOPTIC_FPN, ckpt, '--work-dir', work,
               '--show-dir', 'vis', '--out', out] + panoptic_opts(data_root))
@@ -110,6 +112,11 @@ def test_mmdet_panoptic_train_then_test(tmp_path, data_root):
                      '--resume'] + panoptic_opts(data_root, iters=4))
     assert 'resumed epoch: 0, iter: 2' in done.stdout + done.stderr
     assert _checkpoint_iter(osp.join(work, 'iter_4.pth')) == 4
+
+
+def _checkpoint_meta(path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    return _load_checkpoint(path, map_location='cpu')['meta']
 
 
 def _checkpoint_iter(path):

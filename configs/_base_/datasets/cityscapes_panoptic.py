@@ -74,7 +74,8 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # PQ against the label-id json (as cityscapesscripts' evaluation); the
-# stock CocoPanopticMetric cannot read Cityscapes' json conventions.
+# stock CocoPanopticMetric cannot read Cityscapes' json conventions.  (It is
+# a NonMutatingCocoPanopticMetric: CPU predictions keep their VOID.)
 val_evaluator = dict(
     type='CityscapesPanopticMetric',
     ann_file=data_root + 'gtFine/cityscapes_panoptic_val.json',

@@ -5,7 +5,8 @@
 # (the synthetic model configs set it): CheckedCocoPanopticDataset is mmdet's
 # CocoPanopticDataset with json errors naming the file, the checked loaders
 # name a file they cannot read, CheckSegMap checks every panoptic PNG against
-# its image (see docs/reliability.md).
+# its image (see docs/reliability.md); the evaluator is segext's
+# NonMutatingCocoPanopticMetric.
 dataset_type = 'CheckedCocoPanopticDataset'
 data_root = 'data/synthetic/'
 # things first, then stuff (mmdet's panoptic label order); category ids 1..6
@@ -80,9 +81,12 @@ test_dataloader = val_dataloader
 # dict(type='CocoMetric', metric=['bbox', 'segm'], ann_file=...) for models
 # that output `pred_instances`; panoptic-only models do not, so it is not
 # part of this base.
+# NonMutatingCocoPanopticMetric = mmdet's CocoPanopticMetric without its
+# in-place VOID -> 0 edit of CPU predictions (which would otherwise show VOID
+# as class 0 in --show-dir overlays and --out dumps).
 val_evaluator = [
     dict(
-        type='CocoPanopticMetric',
+        type='NonMutatingCocoPanopticMetric',
         ann_file=data_root + 'annotations/panoptic_val2017.json',
         seg_prefix=data_root + 'annotations/panoptic_val2017/',
         backend_args=backend_args)
