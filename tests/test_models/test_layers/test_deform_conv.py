@@ -1,6 +1,8 @@
-"""segext.models.layers.deform_conv: the CPU DCN v1 against mmcv's CPU kernel
-(outputs and gradients), the module, its registration and the dispatch."""
+"""segext.ops.deform_conv_cpu (the CPU DCN v1 against mmcv's CPU kernel,
+outputs and gradients) and segext.models.layers.deform_conv (the module, its
+registration and the dispatch)."""
 import math
+import threading
 
 import pytest
 import torch
@@ -12,9 +14,9 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from segext.models.layers import (DeformConv2dWithOffset, deform_conv2d,
-                                  deform_conv2d_cpu, deform_conv_impl,
                                   select_deform_conv_impl)
-from segext.models.layers import deform_conv as dc
+from segext.ops import chunk_threads, deform_conv2d_cpu, deform_conv_mmcv
+from segext.ops import deform_conv_cpu as dc
 
 
 def out_size(size, k, s, p, d):
@@ -199,12 +201,12 @@ def test_backward_does_not_depend_on_which_chunk_finishes_first(
     case = make_case(batch=1, cin=8, cout=8, size=(9, 11), scale=1.5,
                      dtype=torch.float32, seed=3)
     expected = out_and_grads(case, 'segext', chunk_bytes=1)[1:]
-    map_chunks = dc._map_chunks
+    map_chunks = dc.map_chunks
 
     def backwards(run, chunks, workers):
         return map_chunks(run, chunks[::-1], 1)
 
-    monkeypatch.setattr(dc, '_map_chunks', backwards)
+    monkeypatch.setattr(dc, 'map_chunks', backwards)
     got = out_and_grads(case, 'segext', chunk_bytes=1)[1:]
     for got, want, name in zip(got, expected, NAMES[1:]):
         assert torch.equal(got, want), name
@@ -218,7 +220,7 @@ def test_in_order_sum_ignores_completion_order():
 
     def total(order):
         rows, weights = [torch.zeros(12, 3)], [torch.zeros(5, 3)]
-        acc = dc._InOrderSum(rows, weights)
+        acc = chunk_threads.InOrderSum(rows, weights)
         for i in order:
             w, r = parts[i]
             acc(i, [w], [(0, i % 8, r)])
@@ -239,6 +241,35 @@ def test_thread_count_is_restored():
     assert torch.get_num_threads() == threads
 
 
+def _threads_of_a_new_thread():
+    seen = []
+    thread = threading.Thread(
+        target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+@pytest.mark.skipif(chunk_threads.num_workers() == 1,
+                    reason='no per-thread OpenMP limit in this torch build')
+def test_workers_do_not_change_torchs_thread_count():
+    """Workers run on one intra-op thread each, but torch's setting for the
+    caller and for any other thread stays as it was while they run."""
+    caller, other = torch.get_num_threads(), _threads_of_a_new_thread()
+    seen = []
+
+    def run(chunks):
+        for _ in chunks:
+            seen.append((torch.get_num_threads(), _threads_of_a_new_thread(),
+                         torch.get_num_threads()))
+
+    chunk_threads.map_chunks(run, list(range(4)), 2)
+    assert len(seen) == 4
+    for worker, new_thread, worker_after in seen:
+        assert worker == worker_after == 1 and new_thread == other
+    assert torch.get_num_threads() == caller
+
+
 # --- dispatch ---------------------------------------------------------------
 def test_auto_is_segext_on_cpu():
     x = torch.zeros(1, 1, 2, 2)
@@ -246,9 +277,7 @@ def test_auto_is_segext_on_cpu():
     assert select_deform_conv_impl(x.double()) == 'segext'
     assert select_deform_conv_impl(x.half()) == 'mmcv'
     assert select_deform_conv_impl(x, 'mmcv') == 'mmcv'
-    with deform_conv_impl('mmcv'):
-        assert select_deform_conv_impl(x) == 'mmcv'
-        assert select_deform_conv_impl(x, 'segext') == 'segext'
+    assert select_deform_conv_impl(x, 'segext') == 'segext'
     assert select_deform_conv_impl(x) == 'segext'
     with pytest.raises(ValueError, match='impl must be one of'):
         select_deform_conv_impl(x, 'cuda')
@@ -266,7 +295,7 @@ def test_non_cpu_device_dispatches_to_mmcv(monkeypatch):
         return input.new_zeros(input.shape[0], weight.shape[0],
                                *offset.shape[2:])
 
-    monkeypatch.setattr(dc, 'mmcv_deform_conv2d', fake_mmcv)
+    monkeypatch.setattr(deform_conv_mmcv, 'mmcv_deform_conv2d', fake_mmcv)
     x = torch.empty(2, 4, 8, 8, device='meta')
     offset = torch.empty(2, 18, 4, 4, device='meta')
     weight = torch.empty(6, 4, 3, 3, device='meta')
@@ -285,9 +314,11 @@ def test_non_cpu_device_dispatches_to_mmcv(monkeypatch):
     args = (case['x'], case['offset'], case['weight'], None, 1, 1)
     deform_conv2d(*args)
     assert calls == []
-    with deform_conv_impl('mmcv'):
-        deform_conv2d(*args)
+    deform_conv2d(*args, impl='mmcv')
     assert len(calls) == 1
+    layer = DeformConv2dWithOffset(4, 6, impl='mmcv')  # per layer (config)
+    layer(case['x'].float())
+    assert len(calls) == 2
 
 
 # --- module -----------------------------------------------------------------
