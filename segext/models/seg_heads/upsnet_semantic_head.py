@@ -15,12 +15,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+from mmcv.ops import RoIAlign
+from mmdet.models.losses import CrossEntropyLoss, weight_reduce_loss
+from mmdet.models.losses.cross_entropy_loss import cross_entropy
+from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.models.seg_heads.base_semantic_head import BaseSemanticHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox2roi, get_box_tensor
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     'UPSNetSemanticHead', 'stack_gt_sem_seg', 'resize_labels_nearest',
@@ -96,6 +101,74 @@ def crop_and_resize_labels(labels: Tensor, rois: Tensor,
     ys = ys.floor().long().clamp(0, h - 1)
     img = rois[:, 0].long()
     return labels[img[:, None, None], ys[:, :, None], xs[:, None, :]]
+
+
+class _UpsampledNLL(torch.autograd.Function):
+    """Per-pixel cross-entropy of logits upsampled x4, in bands of rows.
+
+    The value of ``F.cross_entropy(F.interpolate(x, size=(4h, 4w),
+    mode='bilinear', align_corners=False), labels, reduction='none')``
+    without the full-resolution logits, their log-softmax and their
+    gradients (each 517 MB for 133 classes at 1216x800): the output rows of
+    ``band_rows`` source rows are upsampled at a time from those rows plus
+    one on either side -- the rows bilinear sampling reads -- so each band
+    holds exactly the whole map's values. The backward recomputes each band
+    and adds the bands' input gradients in band order (deterministic).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, labels: Tensor,
+                class_weight: Optional[Tensor], ignore_index: int,
+                band_rows: int) -> Tensor:
+        ctx.save_for_backward(logits, labels)
+        ctx.options = (class_weight, ignore_index)
+        ctx.band_rows = band_rows
+        nll = logits.new_empty(labels.shape)  # (B, H, W)
+        for rows, out_rows, crop in _upsample_bands(logits.shape[2],
+                                                    band_rows):
+            band = _upsample_band(logits[:, :, rows], crop)
+            nll[:, out_rows] = F.cross_entropy(
+                band, labels[:, out_rows], class_weight, reduction='none',
+                ignore_index=ignore_index)
+        return nll
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_nll: Tensor):
+        logits, labels = ctx.saved_tensors
+        class_weight, ignore_index = ctx.options
+        grad_logits = torch.zeros_like(logits)
+        for rows, out_rows, crop in _upsample_bands(logits.shape[2],
+                                                    ctx.band_rows):
+            with torch.enable_grad():
+                leaf = logits[:, :, rows].detach().requires_grad_()
+                nll = F.cross_entropy(
+                    _upsample_band(leaf, crop), labels[:, out_rows],
+                    class_weight, reduction='none', ignore_index=ignore_index)
+                grad, = torch.autograd.grad(nll, leaf, grad_nll[:, out_rows])
+            grad_logits[:, :, rows] += grad
+        return grad_logits, None, None, None, None
+
+
+def _upsample_bands(height: int, band_rows: int):
+    """Yield ``(source rows read, output rows, crop)`` per band of the x4
+    upsampling of ``height`` rows; ``crop`` picks the band's output rows out
+    of the upsampled source rows."""
+    for s0 in range(0, height, band_rows):
+        s1 = min(s0 + band_rows, height)
+        lo, hi = max(s0 - 1, 0), min(s1 + 1, height)
+        yield (slice(lo, hi), slice(4 * s0, 4 * s1),
+               slice(4 * (s0 - lo), 4 * (s1 - lo)))
+
+
+def _upsample_band(rows: Tensor, crop: slice) -> Tensor:
+    """(B, C, n, w) -> (B, C, 4n, 4w) bilinear, then rows ``crop``. The
+    scale is 1/4 exactly, as for the whole map, so sampling positions and
+    weights are the whole map's."""
+    n, w = rows.shape[2:]
+    return F.interpolate(
+        rows, size=(4 * n, 4 * w), mode='bilinear',
+        align_corners=False)[:, :, crop]
 
 
 @MODELS.register_module()
@@ -270,23 +343,59 @@ class UPSNetSemanticHead(BaseSemanticHead):
         seg_preds, seg_feats = seg_outs['seg_preds'], seg_outs['seg_feats']
         gt_segs = stack_gt_sem_seg(batch_data_samples)  # (B, H, W)
 
-        # L_sem: X upsampled x4 against the full-resolution label map
-        seg_logits = F.interpolate(
-            seg_preds,
-            size=gt_segs.shape[-2:],
-            mode='bilinear',
-            align_corners=False)
-        losses = dict(loss_seg=self.loss_seg(seg_logits, gt_segs))
-
+        losses = dict(loss_seg=self._semantic_loss(seg_preds, gt_segs))
         if self.with_roi_loss:
-            losses['loss_roi_seg'] = self._roi_loss(seg_feats, gt_segs,
+            losses['loss_roi_seg'] = self._roi_loss(seg_preds, seg_feats,
+                                                    gt_segs,
                                                     batch_data_samples)
         return losses
 
-    def _roi_loss(self, seg_feats: Tensor, gt_segs: Tensor,
+    def _semantic_loss(self, seg_preds: Tensor, gt_segs: Tensor) -> Tensor:
+        """L_sem: X upsampled (bilinear) to the full-resolution label map.
+
+        With mmdet's softmax ``CrossEntropyLoss`` and labels exactly 4x the
+        logits' size, the per-pixel losses come from :class:`_UpsampledNLL`
+        (no full-resolution logits in memory) and are reduced as mmdet's
+        ``cross_entropy`` does: the same value.
+        """
+        loss = self.loss_seg
+        if not (type(loss) is CrossEntropyLoss
+                and loss.cls_criterion is cross_entropy and
+                tuple(gt_segs.shape[-2:]) == tuple(
+                    4 * s for s in seg_preds.shape[-2:])):
+            seg_logits = F.interpolate(
+                seg_preds,
+                size=gt_segs.shape[-2:],
+                mode='bilinear',
+                align_corners=False)
+            return loss(seg_logits, gt_segs)
+        ignore_index = -100 if loss.ignore_index is None \
+            else loss.ignore_index
+        class_weight = None if loss.class_weight is None \
+            else seg_preds.new_tensor(loss.class_weight)
+        # source rows per band: ~16 MiB of upsampled logits
+        row_bytes = 16 * seg_preds[:, :, 0].numel() * seg_preds.element_size()
+        band_rows = max(1, 2**24 // row_bytes - 2)
+        nll = _UpsampledNLL.apply(seg_preds, gt_segs, class_weight,
+                                  ignore_index, band_rows)  # (B, H, W)
+        avg_factor = None
+        if loss.avg_non_ignore and loss.reduction == 'mean':
+            avg_factor = gt_segs.numel() - (gt_segs
+                                            == ignore_index).sum().item()
+        return loss.loss_weight * weight_reduce_loss(
+            nll, reduction=loss.reduction, avg_factor=avg_factor)
+
+    def _roi_loss(self, seg_preds: Tensor, seg_feats: Tensor, gt_segs: Tensor,
                   batch_data_samples: SampleList) -> Tensor:
         """L_sem_roi: the 1x1 classifier on 28x28 RoIAlign crops of the
-        concatenated feature on the GT boxes, against the cropped label map."""
+        concatenated feature on the GT boxes, against the cropped label map.
+
+        RoIAlign (average of bilinear samples) is linear and the classifier
+        a 1x1 conv, so the crops of the classifier's bias-free output
+        ``X - b`` plus ``b`` are the classified crops: computed that way
+        (T+S channels aligned instead of 512, no conv on the crops) when the
+        extractor is mmdet's single-level RoIAlign.
+        """
         rois = bbox2roi([
             get_box_tensor(sample.gt_instances.bboxes)
             for sample in batch_data_samples
@@ -294,11 +403,29 @@ class UPSNetSemanticHead(BaseSemanticHead):
         if rois.shape[0] == 0:
             # no things in the batch: a zero that keeps the graph connected
             return seg_feats.sum() * 0 + self.conv_logits.weight.sum() * 0
-        roi_feats = self.roi_extractor([seg_feats], rois)  # (R, 512, 28, 28)
-        roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
+        if self._roi_align_is_linear():
+            bias = self.conv_logits.bias
+            if bias is None:
+                roi_logits = self.roi_extractor([seg_preds], rois)
+            else:
+                bias = bias.view(-1, 1, 1)
+                roi_logits = self.roi_extractor([seg_preds - bias],
+                                                rois) + bias
+        else:
+            # (R, 512, 28, 28)
+            roi_feats = self.roi_extractor([seg_feats], rois)
+            roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
         roi_targets = crop_and_resize_labels(gt_segs, rois,
                                              roi_logits.shape[-1])
         return self.loss_roi_seg(roi_logits, roi_targets)
+
+    def _roi_align_is_linear(self) -> bool:
+        """Is the RoI extractor mmdet's single-level average RoIAlign?"""
+        extractor = self.roi_extractor
+        return (type(extractor) is SingleRoIExtractor
+                and len(extractor.roi_layers) == 1
+                and type(extractor.roi_layers[0]) is RoIAlign
+                and extractor.roi_layers[0].pool_mode == 'avg')
 
     def predict(self,
                 x: Tuple[Tensor],
