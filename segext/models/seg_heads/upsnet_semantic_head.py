@@ -126,10 +126,9 @@ class _UpsampledNLL(torch.autograd.Function):
         nll = logits.new_empty(labels.shape)  # (B, H, W)
         for rows, out_rows, crop in _upsample_bands(logits.shape[2],
                                                     band_rows):
-            band = _upsample_band(logits[:, :, rows], crop)
-            nll[:, out_rows] = F.cross_entropy(
-                band, labels[:, out_rows], class_weight, reduction='none',
-                ignore_index=ignore_index)
+            nll[:, out_rows] = _band_nll(logits[:, :, rows], crop,
+                                         labels[:, out_rows], class_weight,
+                                         ignore_index)
         return nll
 
     @staticmethod
@@ -137,17 +136,57 @@ class _UpsampledNLL(torch.autograd.Function):
     def backward(ctx, grad_nll: Tensor):
         logits, labels = ctx.saved_tensors
         class_weight, ignore_index = ctx.options
-        grad_logits = torch.zeros_like(logits)
-        for rows, out_rows, crop in _upsample_bands(logits.shape[2],
-                                                    ctx.band_rows):
+        b, c, h, w = logits.shape
+        # the gradient of the edge-padded source (B, C, h + 2, w + 2), see
+        # _upsample_adjoint
+        grad_padded = logits.new_zeros(b, c, h + 2, w + 2)
+        kernel = _upsample_adjoint_kernel(logits)
+        for rows, out_rows, crop in _upsample_bands(h, ctx.band_rows):
+            with torch.no_grad():
+                band = _band_logits(logits[:, :, rows], crop)
             with torch.enable_grad():
-                leaf = logits[:, :, rows].detach().requires_grad_()
+                band.requires_grad_()
                 nll = F.cross_entropy(
-                    _upsample_band(leaf, crop), labels[:, out_rows],
-                    class_weight, reduction='none', ignore_index=ignore_index)
-                grad, = torch.autograd.grad(nll, leaf, grad_nll[:, out_rows])
-            grad_logits[:, :, rows] += grad
-        return grad_logits, None, None, None, None
+                    band, labels[:, out_rows].reshape(-1), class_weight,
+                    reduction='none', ignore_index=ignore_index)
+                grad, = torch.autograd.grad(
+                    nll, band, grad_nll[:, out_rows].reshape(-1))
+            # (B, C, R, W) with channels-last strides
+            grad = grad.view(b, -1, 4 * w, c).permute(0, 3, 1, 2)
+            s0 = out_rows.start // 4
+            grad_padded[:, :, s0:s0 + grad.shape[2] // 4 + 2] += F.conv2d(
+                grad, kernel, stride=4, padding=6, groups=c)
+        return _unpad_adjoint(grad_padded), None, None, None, None
+
+
+def _upsample_adjoint_kernel(like: Tensor) -> Tensor:
+    """(C, 1, 8, 8) depthwise kernel of the adjoint of x4 bilinear
+    upsampling without clamping (align_corners=False).
+
+    Output row ``4k + r`` samples the source at ``k + r/4 - 3/8``, so source
+    row ``j`` receives the output rows ``4j - 6 .. 4j + 1`` with weights
+    ``(1, 3, 5, 7, 7, 5, 3, 1) / 8``: a stride-4 conv over the gradient
+    padded by 6 on each side gives the gradient of the source padded by one
+    row (column) on each side.
+    """
+    k = like.new_tensor([1, 3, 5, 7, 7, 5, 3, 1]) / 8
+    return torch.outer(k, k).expand(like.shape[1], 1, 8, 8).contiguous()
+
+
+def _unpad_adjoint(grad_padded: Tensor) -> Tensor:
+    """Adjoint of edge-padding by one: (B, C, h+2, w+2) -> (B, C, h, w).
+
+    torch clamps sampling positions below 0 (and the neighbour above the
+    last row) to the edge, which is upsampling the edge-padded map without
+    clamping; the padding's gradient goes back to the edge rows/columns.
+    """
+    g = grad_padded[:, :, 1:-1].clone()
+    g[:, :, 0] += grad_padded[:, :, 0]
+    g[:, :, -1] += grad_padded[:, :, -1]
+    out = g[..., 1:-1].clone()
+    out[..., 0] += g[..., 0]
+    out[..., -1] += g[..., -1]
+    return out
 
 
 def _upsample_bands(height: int, band_rows: int):
@@ -161,14 +200,28 @@ def _upsample_bands(height: int, band_rows: int):
                slice(4 * (s0 - lo), 4 * (s1 - lo)))
 
 
-def _upsample_band(rows: Tensor, crop: slice) -> Tensor:
-    """(B, C, n, w) -> (B, C, 4n, 4w) bilinear, then rows ``crop``. The
-    scale is 1/4 exactly, as for the whole map, so sampling positions and
-    weights are the whole map's."""
-    n, w = rows.shape[2:]
-    return F.interpolate(
-        rows, size=(4 * n, 4 * w), mode='bilinear',
-        align_corners=False)[:, :, crop]
+def _band_nll(rows: Tensor, crop: slice, labels: Tensor,
+              class_weight: Optional[Tensor], ignore_index: int) -> Tensor:
+    """Per-pixel CE ``(B, R, W)`` of one band.
+
+    ``rows`` ``(B, C, n, w)`` are upsampled x4 (bilinear; the scale is 1/4
+    exactly, as for the whole map, so sampling positions and weights are the
+    whole map's), cropped to the band's output rows ``crop`` and classified
+    against ``labels`` ``(B, R, W)``. Channels-last, so that the softmax
+    runs over contiguous classes.
+    """
+    return F.cross_entropy(
+        _band_logits(rows, crop), labels.reshape(-1), class_weight,
+        reduction='none', ignore_index=ignore_index).view(labels.shape)
+
+
+def _band_logits(rows: Tensor, crop: slice) -> Tensor:
+    """(B, C, n, w) -> the band's upsampled logits (B*R*W, C)."""
+    c, n, w = rows.shape[1:]
+    up = F.interpolate(
+        rows.contiguous(memory_format=torch.channels_last),
+        size=(4 * n, 4 * w), mode='bilinear', align_corners=False)
+    return up[:, :, crop].permute(0, 2, 3, 1).reshape(-1, c)
 
 
 @MODELS.register_module()
