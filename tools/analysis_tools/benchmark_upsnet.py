@@ -24,7 +24,8 @@ Prints medians over interleaved repeats, and ratios:
 
 Targets (issue 3): deformable conv >= 3x faster than mmcv on CPU; panoptic
 head <= 0.5x the heuristic fusion at 100 instances; UPSNet inference <= 2x
-Panoptic FPN on CPU.
+Panoptic FPN on CPU. Issue 13: dense-part efficiency <= 1.15 (where the time
+goes: ``profile_upsnet_dense.py``).
 
     python tools/analysis_tools/benchmark_upsnet.py             # everything
     python tools/analysis_tools/benchmark_upsnet.py --parts dense --repeats 5
@@ -108,8 +109,11 @@ def build_model(config, plain_semantic_convs=False):
     """A random-weight model; ``plain_semantic_convs``: the semantic head's
     ``conv_cfg=None`` twin (UPSNet's deformable layers as plain convs)."""
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
+    # the current logger: no per-parameter report from init_weights
+    MMLogger.get_instance('benchmark_upsnet', log_level='WARNING')
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.model.backbone.init_cfg = None
     if plain_semantic_convs:
