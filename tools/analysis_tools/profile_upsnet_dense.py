@@ -23,7 +23,6 @@ the calling thread (an op's worker threads run inside its span).
         --size 1216x800 --repeats 3
 """
 import argparse
-import importlib.util
 import os.path as osp
 import statistics
 import sys
@@ -40,14 +39,6 @@ COMPONENTS = ('deformable conv fwd', 'deformable conv bwd', 'offset convs',
               'other convs', 'feature upsampling', 'logit upsampling (L_sem)',
               'L_sem banded (upsampling + CE)', 'concatenation',
               'cross-entropy', 'RoIAlign', 'rest')
-
-
-def _benchmark_upsnet():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_upsnet.py')
-    spec = importlib.util.spec_from_file_location('benchmark_upsnet', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _descendant(event, name):
@@ -130,7 +121,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     import segext  # noqa: F401
     from segext.models.layers import DeformConv2dWithOffset
-    bench = _benchmark_upsnet()
+    import benchmark_upsnet as bench  # next to this script
     models = {'Panoptic FPN': bench.build_model(bench.PFPN_COCO),
               'UPSNet': bench.build_model(bench.UPSNET_COCO)}
     offset_shapes = {
