@@ -2,6 +2,15 @@
 
 Prints medians over interleaved repeats, and ratios:
 
+0. ``dense``: the dense part (backbone + FPN + semantic head; the RoI heads
+   are the same in both models) at 640x480 and 1216x800: forward GMACs from
+   mmengine's ``FlopAnalyzer`` -- UPSNet's deformable layers counted as
+   plain convs of the same shape, i.e. on a twin built with
+   ``semantic_head.conv_cfg=None`` -- the FLOP ratio, the time ratio of the
+   forward and of forward + backward (semantic losses included), and the
+   efficiency ``time ratio / FLOP ratio`` (issue 13: target <= 1.15); the
+   whole models' inference and train-step ratios beside it, all interleaved
+   in one run;
 1. whole models with the same R50-FPN backbone (COCO configs, 133 classes) at
    800x1216 and at the toy configs' size (256x192): inference time with a
    breakdown (features, RPN, RoI heads, semantic head, panoptic fusion) and a
@@ -15,9 +24,11 @@ Prints medians over interleaved repeats, and ratios:
 
 Targets (issue 3): deformable conv >= 3x faster than mmcv on CPU; panoptic
 head <= 0.5x the heuristic fusion at 100 instances; UPSNet inference <= 2x
-Panoptic FPN on CPU.
+Panoptic FPN on CPU. Issue 13: dense-part efficiency <= 1.15 (where the time
+goes: ``profile_upsnet_dense.py``).
 
     python tools/analysis_tools/benchmark_upsnet.py             # everything
+    python tools/analysis_tools/benchmark_upsnet.py --parts dense --repeats 5
     python tools/analysis_tools/benchmark_upsnet.py --parts fusion --repeats 5
     python tools/analysis_tools/benchmark_upsnet.py --sizes 256x192
 
@@ -42,17 +53,22 @@ PFPN_COCO = 'configs/panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py'
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--parts', nargs='+', default=['models', 'dcn', 'fusion'],
-                   choices=['models', 'dcn', 'fusion'])
+    p.add_argument('--parts', nargs='+',
+                   default=['dense', 'models', 'dcn', 'fusion'],
+                   choices=['dense', 'models', 'dcn', 'fusion'])
     p.add_argument('--sizes', nargs='+', default=['1216x800', '256x192'],
                    help='WxH image sizes for the whole-model part')
+    p.add_argument('--dense-sizes', nargs='+', default=['640x480', '1216x800'],
+                   help='WxH image sizes for the dense part')
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--no-whole', action='store_true',
+                   help='dense part: skip the whole-model timings')
     p.add_argument('--no-train', action='store_true',
                    help='skip the train-step timing of the whole models')
     p.add_argument('--threads', type=int, default=None,
                    help='torch threads (default: torch default)')
     args = p.parse_args(argv)
-    for s in args.sizes:
+    for s in args.sizes + args.dense_sizes:
         if len(s.split('x')) != 2 or not all(v.isdigit() for v in s.split('x')):
             p.error(f'--sizes: expected WxH like 1216x800, got {s!r}')
     return args
@@ -87,12 +103,19 @@ def timed_methods(obj_methods, totals):
 # ---------------------------------------------------------------------------
 # 1. whole models
 # ---------------------------------------------------------------------------
-def build_model(config):
+def build_model(config, plain_semantic_convs=False):
+    """A random-weight model; ``plain_semantic_convs``: the semantic head's
+    ``conv_cfg=None`` twin (UPSNet's deformable layers as plain convs)."""
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
+    # the current logger: no per-parameter report from init_weights
+    MMLogger.get_instance('benchmark_upsnet', log_level='WARNING')
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.model.backbone.init_cfg = None
+    if plain_semantic_convs:
+        cfg.model.semantic_head.conv_cfg = None
     cfg.model.test_cfg.rcnn.score_thr = 0.0  # keep all 100 detections
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
@@ -141,6 +164,26 @@ def model_parts(model):
     return parts
 
 
+def train_step(loss_fn, img, samples, model):
+    """``loss_fn(img, samples)``, the sum of its losses, backward; ``model``
+    in train mode meanwhile, gradients dropped afterwards."""
+    model.train()
+    try:
+        losses = loss_fn(img, samples)
+        loss = sum(v.sum() for k, v in losses.items()
+                   if 'loss' in k and isinstance(v, torch.Tensor))
+        loss.backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+
+
+def time_fn(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def bench_models(args):
     models = {'panoptic_fpn': build_model(PFPN_COCO),
               'upsnet': build_model(UPSNET_COCO)}
@@ -167,15 +210,8 @@ def bench_models(args):
                         parts[name][k].append(v)
                 if args.no_train:
                     continue
-                model.train()
-                t = time.perf_counter()
-                losses = model.loss(img, samples)
-                loss = sum(v.sum() for k, v in losses.items()
-                           if 'loss' in k and isinstance(v, torch.Tensor))
-                loss.backward()
-                dt = time.perf_counter() - t
-                model.zero_grad(set_to_none=True)
-                model.eval()
+                dt = time_fn(lambda: train_step(model.loss, img, samples,
+                                                model))
                 if r:
                     train[name].append(dt)
         print(f'\n-- {size[0]}x{size[1]}: inference (s, median of '
@@ -196,15 +232,126 @@ def bench_models(args):
 
 
 # ---------------------------------------------------------------------------
-# 2. deformable convolution (segext CPU path vs mmcv CPU kernel)
+# 0. dense part: FLOPs, time ratios, efficiency
 # ---------------------------------------------------------------------------
-def bench_dcn(args):
+class DensePart(torch.nn.Module):
+    """Backbone + FPN + semantic head of a panoptic detector.
+
+    What differs between UPSNet and Panoptic FPN apart from the panoptic
+    fusion (their RPN and RoI heads are the same). ``forward`` gives the
+    1/4-scale semantic logits; ``loss`` the semantic head's losses (UPSNet:
+    the full-resolution ``loss_seg`` and the RoI ``loss_roi_seg``).
+    """
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, img):
+        feats = self.detector.extract_feat(img)
+        return self.detector.semantic_head(feats)['seg_preds']
+
+    def loss(self, img, samples):
+        return self.detector.semantic_head.loss(
+            self.detector.extract_feat(img), samples)
+
+
+def dense_gmacs(model, img):
+    """Forward GMACs of the dense part by mmengine's ``FlopAnalyzer`` (it
+    counts a multiply-add as one flop)."""
+    from mmengine.analysis import FlopAnalyzer
+    analyzer = FlopAnalyzer(DensePart(model), (img, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return analyzer.total() / 1e9
+
+
+def dense_steps(models, img, samples, whole=True):
+    """:func:`benchmark_deform_conv.measure` steps, one per model and pass:
+    the dense part's ``fwd`` and ``fwd+bwd``, and with ``whole`` the whole
+    model's ``inference`` and ``train step``."""
+    steps = {}
+    for name, model in models.items():
+        dense = DensePart(model)
+
+        def fwd(dense=dense):
+            with torch.no_grad():
+                return dict(s=time_fn(lambda: dense(img)))
+
+        steps[name, 'dense', 'fwd'] = fwd
+        steps[name, 'dense', 'fwd+bwd'] = lambda dense=dense, model=model: \
+            dict(s=time_fn(lambda: train_step(dense.loss, img, samples,
+                                              model)))
+        if not whole:
+            continue
+
+        def infer(model=model):
+            with torch.no_grad():
+                return dict(s=time_fn(
+                    lambda: model.predict(img, samples, rescale=True)))
+
+        steps[name, 'whole model', 'inference'] = infer
+        steps[name, 'whole model', 'train step'] = \
+            lambda model=model: dict(s=time_fn(lambda: train_step(
+                model.loss, img, samples, model)))
+    return steps
+
+
+DENSE_HEADER = ('| image | part | pass | P-FPN GMACs | UPSNet GMACs | '
+                'FLOP ratio | P-FPN s | UPSNet s | time ratio | '
+                'efficiency | runs |')
+
+
+def bench_dense(args):
+    dcn_bench = _dcn_benchmark_module()
+    models = {'panoptic_fpn': build_model(PFPN_COCO),
+              'upsnet': build_model(UPSNET_COCO)}
+    twin = build_model(UPSNET_COCO, plain_semantic_convs=True)
+    print('\n== 0. dense part (backbone + FPN + semantic head), R50-FPN, '
+          f'133 classes, 1 image, {torch.get_num_threads()} threads; '
+          f'medians of {args.repeats} interleaved runs; GMACs of the '
+          'forward (UPSNet: its conv_cfg=None twin); efficiency = time '
+          'ratio / FLOP ratio (target <= 1.15)\n')
+    print(DENSE_HEADER)
+    print('|' + '|'.join(['---'] * (DENSE_HEADER.count('|') - 1)) + '|')
+    for size_s in args.dense_sizes:
+        size = tuple(int(v) for v in size_s.split('x'))
+        img, samples = fake_batch(size, 133, 80)
+        gmacs = (dense_gmacs(models['panoptic_fpn'], img),
+                 dense_gmacs(twin, img))
+        flop_ratio = gmacs[1] / gmacs[0]
+        res = dcn_bench.measure(
+            dense_steps(models, img, samples, not args.no_whole),
+            args.repeats, max_seconds=float("inf"), warmup_below=float("inf"))
+        for _, part, kind in [k for k in res if k[0] == 'upsnet']:
+            t_pf, t_up = (res[n, part, kind]['s'] for n in models)
+            time_ratio = t_up / t_pf
+            dense = part == 'dense'
+            flops = (f'{gmacs[0]:.1f} | {gmacs[1]:.1f} | {flop_ratio:.3f}'
+                     if dense else '- | - | -')
+            eff = f'**{time_ratio / flop_ratio:.2f}**' if dense else '-'
+            runs = '/'.join(str(res[n, part, kind]['runs']) for n in models)
+            print(f'| {size_s} | {part} | {kind} | {flops} | {t_pf:.3f} | '
+                  f'{t_up:.3f} | {time_ratio:.3f} | {eff} | {runs} |',
+                  flush=True)
+
+
+def _dcn_benchmark_module():
     path = osp.join(ROOT, 'tools', 'analysis_tools',
                     'benchmark_deform_conv.py')
     spec = importlib.util.spec_from_file_location('benchmark_deform_conv',
                                                   path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+# ---------------------------------------------------------------------------
+# 2. deformable convolution (segext CPU path vs mmcv CPU kernel)
+# ---------------------------------------------------------------------------
+def bench_dcn(args):
+    mod = _dcn_benchmark_module()
     print('\n== 2. deformable convolution, segext vs mmcv (CPU)')
     mod.main(['--repeats', str(args.repeats)])
 
@@ -293,6 +440,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     import segext  # noqa: F401
+    if 'dense' in args.parts:
+        bench_dense(args)
     if 'fusion' in args.parts:
         bench_fusion(args)
     if 'dcn' in args.parts:

@@ -15,16 +15,142 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+from mmcv.ops import RoIAlign
+from mmdet.models.losses import CrossEntropyLoss, weight_reduce_loss
+from mmdet.models.losses.cross_entropy_loss import cross_entropy
+from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 from mmdet.models.seg_heads.base_semantic_head import BaseSemanticHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox2roi, get_box_tensor
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..utils.labels import crop_and_resize_labels, stack_gt_sem_seg
 
 __all__ = ['UPSNetSemanticHead']
+
+
+class _UpsampledNLL(torch.autograd.Function):
+    """Per-pixel cross-entropy of logits upsampled x4, in bands of rows.
+
+    The value of ``F.cross_entropy(F.interpolate(x, size=(4h, 4w),
+    mode='bilinear', align_corners=False), labels, reduction='none')``
+    without the full-resolution logits, their log-softmax and their
+    gradients (each 517 MB for 133 classes at 1216x800): the output rows of
+    ``band_rows`` source rows are upsampled at a time from those rows plus
+    one on either side -- the rows bilinear sampling reads -- so each band
+    holds exactly the whole map's values. The backward recomputes each band
+    and adds the bands' input gradients in band order (deterministic).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, labels: Tensor,
+                class_weight: Optional[Tensor], ignore_index: int,
+                band_rows: int) -> Tensor:
+        ctx.save_for_backward(logits, labels)
+        ctx.options = (class_weight, ignore_index)
+        ctx.band_rows = band_rows
+        nll = logits.new_empty(labels.shape)  # (B, H, W)
+        for rows, out_rows, crop in _upsample_bands(logits.shape[2],
+                                                    band_rows):
+            nll[:, out_rows] = _band_nll(logits[:, :, rows], crop,
+                                         labels[:, out_rows], class_weight,
+                                         ignore_index)
+        return nll
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_nll: Tensor):
+        logits, labels = ctx.saved_tensors
+        class_weight, ignore_index = ctx.options
+        b, c, h, w = logits.shape
+        # the gradient of the edge-padded source (B, C, h + 2, w + 2), see
+        # _upsample_adjoint
+        grad_padded = logits.new_zeros(b, c, h + 2, w + 2)
+        kernel = _upsample_adjoint_kernel(logits)
+        for rows, out_rows, crop in _upsample_bands(h, ctx.band_rows):
+            with torch.no_grad():
+                band = _band_logits(logits[:, :, rows], crop)
+            with torch.enable_grad():
+                band.requires_grad_()
+                nll = F.cross_entropy(
+                    band, labels[:, out_rows].reshape(-1), class_weight,
+                    reduction='none', ignore_index=ignore_index)
+                grad, = torch.autograd.grad(
+                    nll, band, grad_nll[:, out_rows].reshape(-1))
+            # (B, C, R, W) with channels-last strides
+            grad = grad.view(b, -1, 4 * w, c).permute(0, 3, 1, 2)
+            s0 = out_rows.start // 4
+            grad_padded[:, :, s0:s0 + grad.shape[2] // 4 + 2] += F.conv2d(
+                grad, kernel, stride=4, padding=6, groups=c)
+        return _unpad_adjoint(grad_padded), None, None, None, None
+
+
+def _upsample_adjoint_kernel(like: Tensor) -> Tensor:
+    """(C, 1, 8, 8) depthwise kernel of the adjoint of x4 bilinear
+    upsampling without clamping (align_corners=False).
+
+    Output row ``4k + r`` samples the source at ``k + r/4 - 3/8``, so source
+    row ``j`` receives the output rows ``4j - 6 .. 4j + 1`` with weights
+    ``(1, 3, 5, 7, 7, 5, 3, 1) / 8``: a stride-4 conv over the gradient
+    padded by 6 on each side gives the gradient of the source padded by one
+    row (column) on each side.
+    """
+    k = like.new_tensor([1, 3, 5, 7, 7, 5, 3, 1]) / 8
+    return torch.outer(k, k).expand(like.shape[1], 1, 8, 8).contiguous()
+
+
+def _unpad_adjoint(grad_padded: Tensor) -> Tensor:
+    """Adjoint of edge-padding by one: (B, C, h+2, w+2) -> (B, C, h, w).
+
+    torch clamps sampling positions below 0 (and the neighbour above the
+    last row) to the edge, which is upsampling the edge-padded map without
+    clamping; the padding's gradient goes back to the edge rows/columns.
+    """
+    g = grad_padded[:, :, 1:-1].clone()
+    g[:, :, 0] += grad_padded[:, :, 0]
+    g[:, :, -1] += grad_padded[:, :, -1]
+    out = g[..., 1:-1].clone()
+    out[..., 0] += g[..., 0]
+    out[..., -1] += g[..., -1]
+    return out
+
+
+def _upsample_bands(height: int, band_rows: int):
+    """Yield ``(source rows read, output rows, crop)`` per band of the x4
+    upsampling of ``height`` rows; ``crop`` picks the band's output rows out
+    of the upsampled source rows."""
+    for s0 in range(0, height, band_rows):
+        s1 = min(s0 + band_rows, height)
+        lo, hi = max(s0 - 1, 0), min(s1 + 1, height)
+        yield (slice(lo, hi), slice(4 * s0, 4 * s1),
+               slice(4 * (s0 - lo), 4 * (s1 - lo)))
+
+
+def _band_nll(rows: Tensor, crop: slice, labels: Tensor,
+              class_weight: Optional[Tensor], ignore_index: int) -> Tensor:
+    """Per-pixel CE ``(B, R, W)`` of one band.
+
+    ``rows`` ``(B, C, n, w)`` are upsampled x4 (bilinear; the scale is 1/4
+    exactly, as for the whole map, so sampling positions and weights are the
+    whole map's), cropped to the band's output rows ``crop`` and classified
+    against ``labels`` ``(B, R, W)``. Channels-last, so that the softmax
+    runs over contiguous classes.
+    """
+    return F.cross_entropy(
+        _band_logits(rows, crop), labels.reshape(-1), class_weight,
+        reduction='none', ignore_index=ignore_index).view(labels.shape)
+
+
+def _band_logits(rows: Tensor, crop: slice) -> Tensor:
+    """(B, C, n, w) -> the band's upsampled logits (B*R*W, C)."""
+    c, n, w = rows.shape[1:]
+    up = F.interpolate(
+        rows.contiguous(memory_format=torch.channels_last),
+        size=(4 * n, 4 * w), mode='bilinear', align_corners=False)
+    return up[:, :, crop].permute(0, 2, 3, 1).reshape(-1, c)
 
 
 @MODELS.register_module()
@@ -199,23 +325,59 @@ class UPSNetSemanticHead(BaseSemanticHead):
         seg_preds, seg_feats = seg_outs['seg_preds'], seg_outs['seg_feats']
         gt_segs = stack_gt_sem_seg(batch_data_samples)  # (B, H, W)
 
-        # L_sem: X upsampled x4 against the full-resolution label map
-        seg_logits = F.interpolate(
-            seg_preds,
-            size=gt_segs.shape[-2:],
-            mode='bilinear',
-            align_corners=False)
-        losses = dict(loss_seg=self.loss_seg(seg_logits, gt_segs))
-
+        losses = dict(loss_seg=self._semantic_loss(seg_preds, gt_segs))
         if self.with_roi_loss:
-            losses['loss_roi_seg'] = self._roi_loss(seg_feats, gt_segs,
+            losses['loss_roi_seg'] = self._roi_loss(seg_preds, seg_feats,
+                                                    gt_segs,
                                                     batch_data_samples)
         return losses
 
-    def _roi_loss(self, seg_feats: Tensor, gt_segs: Tensor,
+    def _semantic_loss(self, seg_preds: Tensor, gt_segs: Tensor) -> Tensor:
+        """L_sem: X upsampled (bilinear) to the full-resolution label map.
+
+        With mmdet's softmax ``CrossEntropyLoss`` and labels exactly 4x the
+        logits' size, the per-pixel losses come from :class:`_UpsampledNLL`
+        (no full-resolution logits in memory) and are reduced as mmdet's
+        ``cross_entropy`` does: the same value.
+        """
+        loss = self.loss_seg
+        if not (type(loss) is CrossEntropyLoss
+                and loss.cls_criterion is cross_entropy and
+                tuple(gt_segs.shape[-2:]) == tuple(
+                    4 * s for s in seg_preds.shape[-2:])):
+            seg_logits = F.interpolate(
+                seg_preds,
+                size=gt_segs.shape[-2:],
+                mode='bilinear',
+                align_corners=False)
+            return loss(seg_logits, gt_segs)
+        ignore_index = -100 if loss.ignore_index is None \
+            else loss.ignore_index
+        class_weight = None if loss.class_weight is None \
+            else seg_preds.new_tensor(loss.class_weight)
+        # source rows per band: ~16 MiB of upsampled logits
+        row_bytes = 16 * seg_preds[:, :, 0].numel() * seg_preds.element_size()
+        band_rows = max(1, 2**24 // row_bytes - 2)
+        nll = _UpsampledNLL.apply(seg_preds, gt_segs, class_weight,
+                                  ignore_index, band_rows)  # (B, H, W)
+        avg_factor = None
+        if loss.avg_non_ignore and loss.reduction == 'mean':
+            avg_factor = gt_segs.numel() - (gt_segs
+                                            == ignore_index).sum().item()
+        return loss.loss_weight * weight_reduce_loss(
+            nll, reduction=loss.reduction, avg_factor=avg_factor)
+
+    def _roi_loss(self, seg_preds: Tensor, seg_feats: Tensor, gt_segs: Tensor,
                   batch_data_samples: SampleList) -> Tensor:
         """L_sem_roi: the 1x1 classifier on 28x28 RoIAlign crops of the
-        concatenated feature on the GT boxes, against the cropped label map."""
+        concatenated feature on the GT boxes, against the cropped label map.
+
+        RoIAlign (average of bilinear samples) is linear and the classifier
+        a 1x1 conv, so the crops of the classifier's bias-free output
+        ``X - b`` plus ``b`` are the classified crops: computed that way
+        (T+S channels aligned instead of 512, no conv on the crops) when the
+        extractor is mmdet's single-level RoIAlign.
+        """
         rois = bbox2roi([
             get_box_tensor(sample.gt_instances.bboxes)
             for sample in batch_data_samples
@@ -223,11 +385,29 @@ class UPSNetSemanticHead(BaseSemanticHead):
         if rois.shape[0] == 0:
             # no things in the batch: a zero that keeps the graph connected
             return seg_feats.sum() * 0 + self.conv_logits.weight.sum() * 0
-        roi_feats = self.roi_extractor([seg_feats], rois)  # (R, 512, 28, 28)
-        roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
+        if self._roi_align_is_linear():
+            bias = self.conv_logits.bias
+            if bias is None:
+                roi_logits = self.roi_extractor([seg_preds], rois)
+            else:
+                bias = bias.view(-1, 1, 1)
+                roi_logits = self.roi_extractor([seg_preds - bias],
+                                                rois) + bias
+        else:
+            # (R, 512, 28, 28)
+            roi_feats = self.roi_extractor([seg_feats], rois)
+            roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
         roi_targets = crop_and_resize_labels(gt_segs, rois,
                                              roi_logits.shape[-1])
         return self.loss_roi_seg(roi_logits, roi_targets)
+
+    def _roi_align_is_linear(self) -> bool:
+        """Is the RoI extractor mmdet's single-level average RoIAlign?"""
+        extractor = self.roi_extractor
+        return (type(extractor) is SingleRoIExtractor
+                and len(extractor.roi_layers) == 1
+                and type(extractor.roi_layers[0]) is RoIAlign
+                and extractor.roi_layers[0].pool_mode == 'avg')
 
     def predict(self,
                 x: Tuple[Tensor],

@@ -5,12 +5,13 @@ import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import HorizontalBoxes
+from mmdet.structures.bbox import HorizontalBoxes, bbox2roi
 from mmengine.structures import InstanceData, PixelData
 
 from segext.models.layers import DeformConv2dWithOffset
 from segext.models.utils.labels import (crop_and_resize_labels,
                                         stack_gt_sem_seg)
+from segext.models.seg_heads.upsnet_semantic_head import _UpsampledNLL
 
 T, S = 3, 2
 C = 16  # FPN width of the tiny head
@@ -125,6 +126,91 @@ def test_semantic_loss_is_computed_at_full_resolution():
     gt = torch.stack([s.gt_sem_seg.sem_seg[0] for s in samples]).long()
     expected = 0.2 * F.cross_entropy(logits, gt, ignore_index=255)
     torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize('band_rows', [1, 2, 3, 100])
+def test_banded_upsampled_cross_entropy_equals_the_whole_map(band_rows):
+    """_UpsampledNLL: per-pixel CE of the x4 upsampled logits, computed in
+    bands of source rows, equals upsampling the whole map (values and
+    gradients, float64), with ignored pixels and class weights."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 7, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 5, (2, 28, 24), generator=g)
+    labels[:, :3] = 255
+    grad = torch.rand(2, 28, 24, generator=g, dtype=torch.float64)
+    class_weight = torch.rand(5, generator=g, dtype=torch.float64)
+
+    def reference(x):
+        up = F.interpolate(x, size=(28, 24), mode='bilinear',
+                           align_corners=False)
+        return F.cross_entropy(up, labels, class_weight, reduction='none',
+                               ignore_index=255)
+
+    outs = []
+    for fn in (reference,
+               lambda x: _UpsampledNLL.apply(x, labels, class_weight, 255,
+                                             band_rows)):
+        x = logits.clone().requires_grad_()
+        nll = fn(x)
+        nll.backward(grad)
+        outs.append((nll.detach(), x.grad))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('avg_non_ignore', [True, False])
+def test_full_resolution_loss_matches_mmdet_cross_entropy(avg_non_ignore):
+    """The head's banded L_sem has the value and gradients of mmdet's
+    CrossEntropyLoss on the upsampled logits."""
+    loss_cfg = dict(type='CrossEntropyLoss', ignore_index=255,
+                    avg_non_ignore=avg_non_ignore, loss_weight=0.2)
+    head = build_head(loss_roi_seg=None, loss_seg=loss_cfg)
+    samples = data_samples()
+    gt = stack_gt_sem_seg(samples)
+    seg_preds = head(fpn_feats())['seg_preds'].detach()
+    results = []
+    for banded in (True, False):
+        x = seg_preds.clone().requires_grad_()
+        if banded:
+            loss = head.loss_by_feat(dict(seg_preds=x, seg_feats=None),
+                                     samples)['loss_seg']
+        else:
+            loss = MODELS.build(loss_cfg)(
+                F.interpolate(x, size=gt.shape[-2:], mode='bilinear',
+                              align_corners=False), gt)
+        loss.backward()
+        results.append((loss.detach(), x.grad))
+    torch.testing.assert_close(results[0], results[1])
+
+
+def test_roi_loss_aligns_the_logits_as_the_classified_crops():
+    """L_sem_roi from RoIAlign of the bias-free logits (+ bias) equals the
+    1x1 classifier on RoIAlign crops of the 512-ch feature, with grads."""
+    head = build_head()
+    with torch.no_grad():  # a bias that matters (it starts at zero)
+        head.conv_logits.bias.normal_()
+    # the second box reaches outside the map, where RoIAlign's sampling
+    # weights do not sum to 1
+    samples = data_samples(boxes=((8., 8., 40., 40.), (-4., 30., 20., 70.)))
+    gt = stack_gt_sem_seg(samples)
+    rois = bbox2roi([s.gt_instances.bboxes.tensor for s in samples])
+    results = []
+    for linear in (True, False):
+        feats = fpn_feats()
+        outs = head(feats)
+        if linear:
+            assert head._roi_align_is_linear()
+            loss = head._roi_loss(outs['seg_preds'], outs['seg_feats'], gt,
+                                  samples)
+        else:
+            logits = head.conv_logits(
+                head.roi_extractor([outs['seg_feats']], rois))
+            loss = head.loss_roi_seg(
+                logits, crop_and_resize_labels(gt, rois, 28))
+        loss.backward()
+        results.append([loss.detach()] + [f.grad for f in feats[:4]] +
+                       [head.conv_logits.weight.grad.clone()])
+        head.zero_grad()
+    torch.testing.assert_close(results[0], results[1])
 
 
 def test_roi_loss_can_be_disabled_and_survives_no_boxes():

@@ -1,0 +1,161 @@
+"""Where the dense part's time goes: UPSNet vs Panoptic FPN, per component.
+
+``torch.profiler`` on training steps (forward + backward, the semantic head's
+losses included) of the dense part -- backbone + FPN + semantic head, see
+``benchmark_upsnet.py --parts dense`` -- of the R50-FPN COCO configs on one
+random image. The top-level operations of each step are sorted into
+components (the forward and the backward of each, by the op's name and, for
+convolutions, the weight's shape):
+
+* deformable conv (segext's CPU op ``DeformConv2dCPUFunction``) fwd / bwd,
+* offset convs (the 3x3 convs predicting the offsets, 2*dg*kh*kw outputs),
+* the other convolutions (backbone, FPN, head; both models),
+* bilinear upsampling of features (P3-P5 to P2) / of logits (UPSNet's
+  full-resolution ``L_sem``), concatenation, cross-entropy, RoIAlign,
+* the rest (norms, ReLU, pooling, copies, adds).
+
+The models take turns; each cell is the median over ``--repeats`` profiled
+steps (after one unprofiled warm-up step per model). Seconds of wall time on
+the calling thread (an op's worker threads run inside its span).
+
+    python tools/analysis_tools/profile_upsnet_dense.py --size 640x480
+    python tools/analysis_tools/profile_upsnet_dense.py --threads 1 \\
+        --size 1216x800 --repeats 3
+"""
+import argparse
+import os.path as osp
+import statistics
+import sys
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+COMPONENTS = ('deformable conv fwd', 'deformable conv bwd', 'offset convs',
+              'other convs', 'feature upsampling', 'logit upsampling (L_sem)',
+              'L_sem banded (upsampling + CE)', 'concatenation',
+              'cross-entropy', 'RoIAlign', 'rest')
+
+
+def _descendant(event, name):
+    """The first event below ``event`` whose name contains ``name``."""
+    stack = list(event.cpu_children)
+    while stack:
+        child = stack.pop(0)
+        if name in child.name:
+            return child
+        stack.extend(child.cpu_children)
+    return None
+
+
+def component(event, offset_shapes, num_classes):
+    """The component a top-level profiler event belongs to."""
+    name = event.name
+    if 'DeformConv2dCPUFunction' in name:
+        return 'deformable conv ' + ('bwd' if 'Backward' in name else 'fwd')
+    if '_UpsampledNLL' in name:
+        return 'L_sem banded (upsampling + CE)'
+    if 'RoIAlign' in name:
+        return 'RoIAlign'
+    if name == 'aten::conv2d' or 'ConvolutionBackward' in name:
+        op = event if name == 'aten::conv2d' else _descendant(
+            event, 'aten::convolution_backward')
+        weight = (op.input_shapes[1] if name == 'aten::conv2d' else
+                  op.input_shapes[2]) if op is not None and op.input_shapes \
+            else None
+        return 'offset convs' if weight and tuple(weight) in offset_shapes \
+            else 'other convs'
+    if 'upsample_bilinear2d' in name.lower() or \
+            'UpsampleBilinear2DBackward' in name:
+        op = event if 'aten::' in name else _descendant(
+            event, 'upsample_bilinear2d_backward')
+        shape = op.input_shapes[0] if op is not None and op.input_shapes \
+            else None
+        return 'logit upsampling (L_sem)' if shape and len(shape) == 4 and \
+            shape[1] == num_classes else 'feature upsampling'
+    if name == 'aten::cat' or 'CatBackward' in name:
+        return 'concatenation'
+    if any(k in name for k in ('cross_entropy', 'log_softmax', 'nll_loss',
+                               'LogSoftmaxBackward', 'NllLoss')):
+        return 'cross-entropy'
+    return 'rest'
+
+
+def profile_step(step, offset_shapes, num_classes):
+    """Seconds per component (and 'total') of one call of ``step``."""
+    with profile(activities=[ProfilerActivity.CPU],
+                 record_shapes=True) as prof:
+        with record_function('dense step'):
+            step()
+    events = prof.events()
+    root = max((e for e in events if e.name == 'dense step'),
+               key=lambda e: e.cpu_time_total)
+    times = defaultdict(float)
+    for event in root.cpu_children:
+        times[component(event, offset_shapes, num_classes)] += \
+            event.cpu_time_total / 1e6
+    times['total'] = root.cpu_time_total / 1e6
+    return times
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--size', default='640x480', help='WxH image size')
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads (default: torch default)')
+    args = p.parse_args(argv)
+    parts = args.size.split('x')
+    if len(parts) != 2 or not all(v.isdigit() for v in parts):
+        p.error(f'--size: expected WxH like 640x480, got {args.size!r}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import segext  # noqa: F401
+    from segext.models.layers import DeformConv2dWithOffset
+    import benchmark_upsnet as bench  # next to this script
+    models = {'Panoptic FPN': bench.build_model(bench.PFPN_COCO),
+              'UPSNet': bench.build_model(bench.UPSNET_COCO)}
+    offset_shapes = {
+        tuple(m.conv_offset.weight.shape)
+        for m in models['UPSNet'].modules()
+        if isinstance(m, DeformConv2dWithOffset)
+    }
+    size = tuple(int(v) for v in args.size.split('x'))
+    img, samples = bench.fake_batch(size, 133, 80)
+    steps = {}
+    for name, model in models.items():
+        dense = bench.DensePart(model)
+        steps[name] = lambda dense=dense, model=model: bench.train_step(
+            dense.loss, img, samples, model)
+    runs = {name: [] for name in steps}
+    for name, step in steps.items():
+        step()  # warm-up
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            runs[name].append(profile_step(step, offset_shapes, 133))
+    print(f'dense part fwd+bwd (backbone + FPN + semantic head with its '
+          f'losses), {args.size}, {torch.get_num_threads()} threads; '
+          f'seconds, median of {args.repeats} profiled steps\n')
+    names = list(steps)
+    print('| component | ' + ' | '.join(names) + ' | UPSNet - P-FPN |')
+    print('|---|' + '---:|' * (len(names) + 1))
+    for comp in COMPONENTS + ('total', ):
+        vals = [statistics.median(r[comp] for r in runs[n]) for n in names]
+        if comp != 'total' and not any(vals):
+            continue
+        label = f'**{comp}**' if comp == 'total' else comp
+        print(f'| {label} | ' + ' | '.join(f'{v:.3f}' for v in vals) +
+              f' | {vals[-1] - vals[0]:+.3f} |')
+
+
+if __name__ == '__main__':
+    main()
