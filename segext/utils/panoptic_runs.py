@@ -106,8 +106,9 @@ def _data_root_options(data_root: str) -> List[str]:
 def train_and_test(config: str, work_dir: str, root: str, tag: str, *,
                    data_root: Optional[str] = None, seed: Optional[int] = None,
                    max_iters: Optional[int] = None, threads: Optional[int] = None,
-                   echo: bool = True) -> dict:
-    """``tools/train.py`` then ``tools/test.py --show-dir vis`` on one config.
+                   show: bool = True, echo: bool = True) -> dict:
+    """``tools/train.py`` then ``tools/test.py`` (with ``--show-dir vis``
+    if ``show``: mmdet draws every test image) on one config.
 
     Validation while training is switched off (``val_begin`` past the end):
     the test run evaluates the last checkpoint once, with overlays, and its
@@ -136,8 +137,9 @@ def train_and_test(config: str, work_dir: str, root: str, tag: str, *,
     t1 = time.time()
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
-    run_tool([py, 'tools/test.py', config, ckpt, '--work-dir', work_dir,
-              '--show-dir', 'vis', '--cfg-options'] + test_opts,
+    show_args = ['--show-dir', 'vis'] if show else []
+    run_tool([py, 'tools/test.py', config, ckpt, '--work-dir', work_dir] +
+             show_args + ['--cfg-options'] + test_opts,
              osp.join(work_dir, 'test.log'), root, tag, env, echo)
     t2 = time.time()
     cpu1 = os.times()
@@ -181,8 +183,8 @@ def read_classwise(log_path: str) -> Dict[str, Dict[str, float]]:
             break
         cells = [c.strip() for c in line.strip().strip('|').split('|')]
         for i in range(0, len(cells) - 3, 4):
-            name = cells[i]
-            if name and name != 'category':
+            name = cells[i]  # 'None': the padding of a short last row
+            if name not in ('', 'category', 'None'):
                 out[name] = dict(zip(('PQ', 'SQ', 'RQ'),
                                      map(float, cells[i + 1:i + 4])))
     return out

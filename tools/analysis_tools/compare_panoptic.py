@@ -17,8 +17,11 @@ import os
 import os.path as osp
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -40,6 +43,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
                    help='training seeds (randomness.seed); the data is fixed')
+    p.add_argument('--models', nargs='+', default=list(MODELS),
+                   choices=list(MODELS), help='models to run (default: both)')
     p.add_argument('--data-root', default='data/synthetic_128x96')
     p.add_argument('--num-train', type=int, default=128)
     p.add_argument('--num-val', type=int, default=128,
@@ -129,34 +134,55 @@ def main(argv=None):
         with open(results_path) as f:
             runs = json.load(f)['runs']
     os.makedirs(out_root, exist_ok=True)
-    todo = [(name, s) for s in args.seeds for name in MODELS
+    todo = [(name, s) for s in args.seeds for name in args.models
             if f'{name}/{s}' not in runs]
+    # configs are parsed here, once, not in the worker threads: mmengine's
+    # Config.fromfile is not thread-safe (a parallel parse can fail)
+    iters = {name: args.max_iters or Config.fromfile(
+        osp.join(ROOT, MODELS[name])).train_cfg['max_iters']
+        for name in args.models}
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 \
         else None
-    print(f'{len(todo)} runs ({len(args.seeds)} seeds x {len(MODELS)} '
+    print(f'{len(todo)} runs ({len(args.seeds)} seeds x {len(args.models)} '
           f'models), {args.jobs} at a time; logs in '
           f'{osp.relpath(out_root, ROOT)}', flush=True)
+
+    lock = threading.Lock()
 
     def one(job):
         name, seed = job
         tag = f'{name} s{seed}'
-        runs[f'{name}/{seed}'] = train_and_test(
-            MODELS[name], osp.join(out_root, f'{name}_seed{seed}'), ROOT, tag,
-            data_root=args.data_root, seed=seed, max_iters=args.max_iters,
-            threads=threads)
-        m = runs[f'{name}/{seed}']['metrics']
+        try:
+            result = train_and_test(
+                MODELS[name], osp.join(out_root, f'{name}_seed{seed}'), ROOT,
+                tag, data_root=args.data_root, seed=seed,
+                max_iters=iters[name], threads=threads,
+                show=seed == args.seeds[0])  # the picture's runs only
+        except BaseException as err:  # noqa: B036 (sys.exit of a failed tool)
+            print(f'{tag}: FAILED: {err}', flush=True)
+            raise
+        m = result['metrics']
         print(f'{tag}: PQ {m["PQ"]:.1f}  PQ_th {m["PQ_th"]:.1f}  '
               f'PQ_st {m["PQ_st"]:.1f}', flush=True)
-        with open(results_path, 'w') as f:
-            json.dump(dict(seeds=args.seeds, runs=runs), f, indent=1)
+        with lock:
+            runs[f'{name}/{seed}'] = result
+            with open(results_path, 'w') as f:
+                json.dump(dict(seeds=args.seeds, runs=runs), f, indent=1)
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(one, todo))
+        failed = [f for f in [pool.submit(one, job) for job in todo]
+                  if f.exception() is not None]
+    if failed:
+        sys.exit(f'compare_panoptic: {len(failed)} run(s) failed (see above); '
+                 f'the finished ones are in {results_path}: rerun with '
+                 f'--resume --work-dir {osp.relpath(out_root, ROOT)}')
 
     summary = summarise(runs, args.seeds)
     print_tables(runs, args.seeds, summary)
     lines = verdict(summary)
     print('\n' + '\n'.join(lines))
+    if set(args.models) != set(MODELS):
+        return
     seed = args.seeds[0]
     pngs = {n: runs[f'{n}/{seed}']['pngs'][:NUM_SHOWN] for n in MODELS}
     rows = [overlay_panels(p, data_root)[:2] +
