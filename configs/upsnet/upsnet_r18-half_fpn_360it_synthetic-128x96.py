@@ -18,22 +18,15 @@ _base_ = ['./upsnet_r18_fpn_synthetic.py']
 
 data_root = 'data/synthetic_128x96/'
 image_size = (128, 96)  # (w, h), the native size of the generated images
-backend_args = None
+# the base's pipelines and evaluator with this size and root (whatever their
+# other steps and metric type are)
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
+    dict(t, scale=image_size) if t.type == 'Resize' else t
+    for t in _base_.train_pipeline
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    dict(t, scale=image_size) if t.type == 'Resize' else t
+    for t in _base_.test_pipeline
 ]
 train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
@@ -41,10 +34,10 @@ val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = [
     dict(
-        type='CocoPanopticMetric',
+        metric,
         ann_file=data_root + 'annotations/panoptic_val2017.json',
-        seg_prefix=data_root + 'annotations/panoptic_val2017/',
-        backend_args=backend_args)
+        seg_prefix=data_root + 'annotations/panoptic_val2017/')
+    for metric in _base_.val_evaluator
 ]
 test_evaluator = val_evaluator
 
