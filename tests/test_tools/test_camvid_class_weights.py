@@ -50,5 +50,10 @@ def test_cli_reads_annotation_pngs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '2 annotations' in out
     assert 'class_weight=[2.0000, 1.0000, 1.0000]' in out
-    with pytest.raises(SystemExit, match='no annotation PNG'):
+    assert 'void' in out and '2 ' in out.split('void')[1]
+    with pytest.raises(SystemExit) as exit_info:
         tool.main([str(tmp_path), '--split', 'val'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'no annotation PNG in' in err and 'valannot' in err
+    assert err.count('\n') == 2  # the message and the SEGEXT_DEBUG hint
