@@ -14,7 +14,11 @@ custom_imports = dict(imports=['segext'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
 crop_size = (360, 480)
-class_weight = {{_base_.camvid_class_weight}}
+loss = dict(
+    _delete_=True,
+    type='WeightedCrossEntropyLoss',
+    class_weight={{_base_.camvid_class_weight}},
+    loss_weight=1.0)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     pretrained='open-mmlab://resnet18_v1c',
@@ -23,18 +27,10 @@ model = dict(
         in_channels=512,
         channels=128,
         num_classes=11,
-        loss_decode=dict(
-            _delete_=True,
-            type='WeightedCrossEntropyLoss',
-            class_weight=class_weight,
-            loss_weight=1.0)),
+        loss_decode=loss),
     auxiliary_head=dict(
         in_channels=256,
         channels=64,
         num_classes=11,
-        loss_decode=dict(
-            _delete_=True,
-            type='WeightedCrossEntropyLoss',
-            class_weight=class_weight,
-            loss_weight=0.4)))
+        loss_decode=dict(loss, loss_weight=0.4)))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
