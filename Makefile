@@ -3,7 +3,7 @@
 PY      := .venv/bin/python
 SETUP   := bash tools/setup_env.sh
 
-.PHONY: setup demo compare test test-slurm benchmarks data clean-demo
+.PHONY: setup demo compare test test-slurm benchmarks benchmark-camvid data clean-demo
 
 setup:
 	$(SETUP)
@@ -35,6 +35,13 @@ benchmarks: setup
 	$(PY) tools/analysis_tools/benchmark_upsnet.py
 	$(PY) tools/analysis_tools/benchmark_drn.py
 	$(PY) tools/analysis_tools/benchmark_segnet.py
+
+## SegNet, DRN-D-22 (+ context) and FCN trained on the real CamVid under one
+## CPU budget (~25 min on 2 quiet cores; data: ../shared/data/CamVid or
+## CAMVID=path).
+CAMVID ?= ../shared/data/CamVid
+benchmark-camvid: setup
+	$(PY) tools/analysis_tools/benchmark_camvid.py --data-root $(CAMVID)
 
 clean-demo:
 	rm -rf work_dirs/main_job work_dirs/compare_panoptic

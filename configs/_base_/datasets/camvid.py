@@ -8,6 +8,17 @@
 # crops (override train_dataloader.dataset.pipeline.3.crop_size and
 # model.data_preprocessor.size together).
 dataset_type = 'CamVidDataset'
+# Median frequency balancing (Eigen & Fergus, ICCV 2015), the loss weights
+# SegNet trains CamVid with: weight(c) = median_freq / freq(c), freq(c) =
+# pixels of c / pixels of the training images containing c.  These are
+# SegNet-Tutorial's published weights (class_weighting in
+# segnet_train.prototxt); the model configs use them as
+# {{_base_.camvid_class_weight}}.  Recompute for your copy with
+#   python tools/dataset_converters/camvid_class_weights.py data/CamVid
+camvid_class_weight = [
+    0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823,
+    6.2478, 7.3614
+]
 data_root = 'data/CamVid/'
 crop_size = (360, 480)  # (h, w)
 # checked loaders + CheckSegMap (11 classes, void -> 255): docs/reliability.md
