@@ -22,11 +22,9 @@ are never overwritten.
 import argparse
 import json
 import os.path as osp
-import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from segext.utils.panoptic_runs import (ensure_synthetic, montage,  # noqa: E402
                                         overlay_panels, train_and_test)
