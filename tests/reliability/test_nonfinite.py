@@ -85,12 +85,18 @@ def test_skip_mode_skips_steps_then_stops_after_max_consecutive(
     assert_checkpoints_finite(work)
 
 
-def test_skip_mode_needs_a_skipping_optim_wrapper(tmp_path, data_root):
-    proc, _ = diverging_run(tmp_path, data_root,
-                            hook=", on_nonfinite='skip'")
-    assert proc.popen.returncode == 2, proc.tail()
-    assert "needs optim_wrapper.type='NonFiniteSkipOptimWrapper'" in \
-        error_line(proc)
+def test_skip_mode_needs_a_skipping_optim_wrapper():
+    from types import SimpleNamespace
+
+    from mmengine.optim import OptimWrapper
+
+    from segext.engine import NonFiniteCheckHook
+    from segext.utils.config import UserInputError
+    plain = OptimWrapper(torch.optim.SGD(nn.Linear(2, 1).parameters(), 0.1))
+    with pytest.raises(UserInputError, match="needs optim_wrapper.type="
+                       "'NonFiniteSkipOptimWrapper' .* got 'OptimWrapper'"):
+        NonFiniteCheckHook(on_nonfinite='skip').before_train(
+            SimpleNamespace(optim_wrapper=plain))
 
 
 def test_skip_optim_wrapper_leaves_weights_and_state_untouched():
