@@ -43,9 +43,11 @@ class NamesFileOnError:
         except UserInputError:
             raise
         except Exception as err:  # noqa: BLE001  (any decoder's error)
+            path = results.get(self.path_key)
             detail = str(err).splitlines()[0] if str(err) else ''
+            detail = detail.replace(f': {path}', '')  # named once, first
             raise UserInputError(
-                f'{results.get(self.path_key)}: cannot read {self.expected} '
+                f'{path}: cannot read {self.expected} '
                 f'({type(err).__name__}: {detail}); is the file truncated '
                 f'or corrupt?') from err
 
