@@ -9,7 +9,7 @@ the parameter-free panoptic head consumes (Sec. 3.2).
 Labels follow mmdet's panoptic order: things ``0..T-1``, stuff ``T..T+S-1``,
 ``255`` ignored.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
