@@ -60,9 +60,10 @@ def test_frontend_voc_follows_the_paper():
     assert cfg.train_cfg.max_iters == 60000
     crop = [t for t in cfg.train_pipeline if t.type == 'RandomCrop'][0]
     assert tuple(crop.crop_size) == (500, 500)
+    # the stock loaders' checked subclasses (they name a file they cannot read)
     assert [t.type for t in cfg.train_pipeline] == [
-        'LoadImageFromFile', 'LoadAnnotations', 'RandomCrop', 'RandomFlip',
-        'PackSegInputs']
+        'CheckedLoadImageFromFile', 'CheckedLoadAnnotations', 'RandomCrop',
+        'RandomFlip', 'PackSegInputs']
     ds = cfg.train_dataloader.dataset
     assert ds.type == 'PascalVOCDataset'
     assert ds.data_root == 'data/VOCdevkit/VOC2012'

@@ -48,7 +48,8 @@ def test_camvid_recipe_matches_name_and_paper():
     # 1xb4: batch 4 on one device; 40k iterations; 360x480 crops
     assert cfg.train_dataloader.batch_size == 4
     assert cfg.auto_scale_lr.base_batch_size == 4
-    assert cfg.train_cfg.type == 'IterBasedTrainLoop'
+    # mmengine's IterBasedTrainLoop, with a bit-identical --resume
+    assert cfg.train_cfg.type == 'ExactResumeIterBasedTrainLoop'
     assert cfg.train_cfg.max_iters == 40000
     assert tuple(cfg.model.data_preprocessor.size) == (360, 480)
     assert [tuple(t.crop_size) for t in cfg.train_dataloader.dataset.pipeline
