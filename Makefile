@@ -37,7 +37,7 @@ benchmarks: setup
 	$(PY) tools/analysis_tools/benchmark_segnet.py
 
 ## SegNet, DRN-D-22 (+ context) and FCN trained on the real CamVid under one
-## CPU budget (~25 min on 2 quiet cores; data: ../shared/data/CamVid or
+## CPU budget (~10 min on 2 quiet cores; data: ../shared/data/CamVid or
 ## CAMVID=path).
 CAMVID ?= ../shared/data/CamVid
 benchmark-camvid: setup

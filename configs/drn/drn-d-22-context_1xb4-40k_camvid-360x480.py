@@ -11,7 +11,8 @@
 # classifier keys are DRNHead's, so stage 1 loads unchanged.
 #
 #   python tools/train.py configs/drn/drn-d-22_1xb4-40k_camvid-360x480.py
-#   python tools/train.py configs/drn/drn-d-22-context_1xb4-40k_camvid-360x480.py
+#   python tools/train.py \
+#       configs/drn/drn-d-22-context_1xb4-40k_camvid-360x480.py
 _base_ = './drn-d-22_1xb4-40k_camvid-360x480.py'
 
 load_from = 'work_dirs/drn-d-22_1xb4-40k_camvid-360x480/iter_40000.pth'

@@ -82,15 +82,20 @@ def test_weights_of_the_real_train_split(real_camvid, capsys):
     assert np.isclose(np.sort(weights)[5], 1.0)
     # the imbalance SegNet's loss corrects: road/building/sky are the
     # lightest, and the four rarest classes get the tutorial's four largest
-    # weights, each within x3 of the published value
+    # weights
     names = tool.CAMVID_CLASSES
     order = [names[i] for i in np.argsort(weights)]
     assert set(order[:3]) == {'Road', 'Building', 'Sky'}
     assert set(order[-4:]) == {'Pole', 'SignSymbol', 'Pedestrian',
                                'Bicyclist'} == set(sorted(
                                    TUTORIAL, key=TUTORIAL.get)[-4:])
-    ratio = weights / np.array([TUTORIAL[c] for c in names])
-    assert ((ratio > 1 / 3) & (ratio < 3)).all(), dict(zip(names, ratio))
+    # this copy matches the tutorial's published weights within 25 % for
+    # every class but SignSymbol, which it weights 2.5x less (3.85, not
+    # 9.64): the configs' published weights over-weight SignSymbol here
+    # (docs/segnet.md, Table C1)
+    ratio = dict(zip(names, weights / np.array([TUTORIAL[c] for c in names])))
+    assert 0.35 < ratio.pop('SignSymbol') < 0.45
+    assert all(0.8 < r < 1.25 for r in ratio.values()), ratio
     config_line = 'class_weight=[' + ', '.join(
         f'{w:.4f}' for w in weights) + ']'
     assert config_line in out

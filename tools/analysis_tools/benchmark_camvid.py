@@ -2,9 +2,10 @@
 """Train segext's semantic models and a stock mmseg baseline on the real
 CamVid under ONE CPU budget, and compare them on its val split.
 
-    python tools/analysis_tools/benchmark_camvid.py --data-root ../shared/data/CamVid
-    python tools/analysis_tools/benchmark_camvid.py --iters 20 --val-interval 10 \\
-        --num-val 4 --context-iters 10      # smoke run, a couple of minutes
+    python tools/analysis_tools/benchmark_camvid.py \\
+        --data-root ../shared/data/CamVid --jobs 3
+    python tools/analysis_tools/benchmark_camvid.py --iters 4 \\
+        --val-interval 2 --num-val 4 --context-iters 2   # smoke run
 
 Models (each from its CamVid config under ``configs/``, widths reduced for
 the budget, everything trained from scratch — no ImageNet weights):
@@ -21,17 +22,20 @@ the budget, everything trained from scratch — no ImageNet weights):
 The budget (the same for all; ``drn-context`` adds its stage 2 on top of
 ``drn``'s): channel widths ÷4 (``WIDTHS`` below; ~1/16 of the FLOPs),
 ``--iters`` iterations of ``--batch`` random ``--crop`` crops of the
-360×480 training images with horizontal flips, SGD (momentum 0.9, the
-config's weight decay) with a linear warm-up and poly decay from the
-model's ``lr`` in ``MODELS``, gradient clipping at norm 10, median-frequency-
-balanced cross entropy with SegNet-Tutorial's weights (void ignored),
-``--threads`` intra-op threads, seed 0.
+training images resized by ``--scale``, with horizontal flips, SGD
+(momentum 0.9, the config's weight decay) with a linear warm-up and poly
+decay from the model's ``lr`` in ``MODELS``, gradient clipping at norm 10,
+median-frequency-balanced cross entropy with SegNet-Tutorial's weights (void
+ignored; ``--class-weight`` replaces them), ``--threads`` intra-op threads,
+seed 0.
 
-Evaluation: the whole val split (101 images) at full 360×480 resolution
-every ``--val-interval`` iterations: global accuracy (mmseg's ``aAcc``),
-class-average accuracy (``mAcc``) and mIoU — SegNet's three measures — and
-per-class IoU.  Each model trains in a fresh child process, so the printed
-peak memory is that child's ``ru_maxrss`` (training and validation).
+Evaluation: the whole val split (101 images) every ``--val-interval``
+iterations; inference on the image resized by ``--scale``, the logits
+resized to 360×480 and compared with the full-resolution labels: global
+accuracy (mmseg's ``aAcc``), class-average accuracy (``mAcc``) and mIoU —
+SegNet's three measures — and per-class IoU.  Each model trains in a fresh
+child process, so the printed peak memory is that child's ``ru_maxrss``
+(training and validation).
 
 Written to ``--work-dir`` (default ``work_dirs/benchmark_camvid/<time>/``):
 one folder per model (its dumped config, log, final checkpoint
@@ -157,6 +161,10 @@ def budget_config(args, name, run_dir):
         else args.val_interval
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
                          val_interval=val_interval)
+    if args.class_weight:
+        for head in ('decode_head', 'auxiliary_head'):
+            if cfg.model.get(head):
+                cfg.model[head].loss_decode.class_weight = args.class_weight
     cfg.optim_wrapper.optimizer.lr = spec['lr']
     cfg.optim_wrapper.clip_grad = dict(max_norm=10, norm_type=2)
     warmup = max(1, min(30, iters // 10))
@@ -298,6 +306,8 @@ def train_in_child(args, name):
            '--context-val-interval', str(args.context_val_interval),
            '--threads', str(args.threads), '--num-val', str(args.num_val),
            '--overlay', str(args.overlay)]
+    if args.class_weight:
+        cmd += ['--class-weight', *map(str, args.class_weight)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     log = osp.join(args.work_dir, f'{name}.log')
     os.makedirs(args.work_dir, exist_ok=True)
@@ -491,6 +501,10 @@ def parse_args(argv=None):
                         help='random training crop of the resized image')
     parser.add_argument('--val-interval', type=int, default=100)
     parser.add_argument('--context-val-interval', type=int, default=75)
+    parser.add_argument('--class-weight', type=float, nargs=11,
+                        help="loss weights instead of the configs' "
+                        "(SegNet-Tutorial's published ones), e.g. those "
+                        'camvid_class_weights.py prints for your copy')
     parser.add_argument('--reuse', action='store_true',
                         help='keep the models of --work-dir that finished')
     parser.add_argument('--num-val', type=int, default=0,
