@@ -1,8 +1,11 @@
-"""The two toy panoptic configs of the main job resolve exactly as they did
-before they shared configs/_base_/toy_panoptic_r18_fpn_synthetic.py (a
-snapshot of 13302b7's resolved dicts; ``default_hooks`` left out, as each
-config keeps its own); the only new key is the shared ``toy_r18_fpn``,
-which both models are built from."""
+"""The two toy panoptic configs of the main job resolve exactly to a
+snapshot of their resolved dicts (``default_hooks`` left out, as each config
+keeps its own): sharing configs/_base_/toy_panoptic_r18_fpn_synthetic.py
+changed nothing but the new key ``toy_r18_fpn``, which both models are built
+from.  The snapshot was taken from 13302b7 and re-taken once, on purpose, when
+the checked loaders, the exact-resume loop and hooks, SegextRunner, the
+non-mutating panoptic metric and the robust visualiser were selected; any
+other change to what these configs resolve to fails here."""
 import json
 import os.path as osp
 
