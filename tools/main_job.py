@@ -148,7 +148,6 @@ def print_table(results):
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, ROOT)
     ensure_data(args)
     names = args.models or [n for n, c in MODELS.items()
                             if osp.isfile(osp.join(ROOT, c))]

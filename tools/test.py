@@ -8,9 +8,6 @@ overlays) under ``WORK_DIR/TIMESTAMP/DIR`` as the upstream tools do.
 """
 import argparse
 import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 

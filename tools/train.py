@@ -9,11 +9,7 @@ both, choosing the host library from the config's ``default_scope``.
     bash tools/dist_train.sh CONFIG 8                                 # torchrun
 """
 import argparse
-import os.path as osp
-import sys
 from urllib.error import URLError
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 

@@ -1,11 +1,13 @@
+"""segext's datasets (registered in mmdet's / mmseg's ``DATASETS``).
+
+The synthetic scene renderer is not imported here: tools and tests import
+``segext.datasets.synthetic`` explicitly, so ``import segext`` stays light.
+"""
 from . import transforms  # noqa: F401
-from . import synthetic  # noqa: F401
-from .synthetic import SYNTHETIC_METAINFO
 from .camvid import CamVidDataset
 from .cityscapes_panoptic import (CityscapesPanopticAPI,
                                  CityscapesPanopticDataset)
 
 __all__ = [
-    'synthetic', 'SYNTHETIC_METAINFO', 'CamVidDataset',
-    'CityscapesPanopticDataset', 'CityscapesPanopticAPI'
+    'CamVidDataset', 'CityscapesPanopticDataset', 'CityscapesPanopticAPI'
 ]

@@ -27,9 +27,8 @@ these files, and are what this module changes:
   PNG is named by the json's annotation entry, not ``<image>.png``.
 * speed: segment ids repeat across images (road is segment 7 in every
   image), so the stock per-image ``load_anns`` lookup is quadratic in the
-  number of images (~100 s for a json the size of the 2975-image train
-  split, measured on a loaded 2-core machine); annotations are taken per
-  image from the API's index instead.
+  number of images (timing in ``docs/cityscapes_panoptic.md``);
+  annotations are taken per image from the API's index instead.
 
 Crowd ("group") regions of thing classes follow mmdet's panoptic
 convention: no instance, their class in ``gt_sem_seg``, and ``iscrowd``
@@ -44,7 +43,7 @@ from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmdet.datasets import CocoPanopticDataset
 from mmdet.datasets.api_wrappers import COCOPanoptic
 from mmdet.registry import DATASETS
-from .synthetic.categories import CITYSCAPES_BY_NAME
+from .cityscapes_labels import CITYSCAPES_BY_NAME
 
 CITYSCAPES_THING_CLASSES = ('person', 'rider', 'car', 'truck', 'bus', 'train',
                             'motorcycle', 'bicycle')

@@ -3,12 +3,17 @@
 * :mod:`.deform_conv_cpu`: segext's CPU DCN v1 (forward/backward, chunking,
   ordered gradient sums), with :mod:`.deform_geometry` (shapes, sampling
   tables) and :mod:`.chunk_threads` (worker threads, in-order sums);
-* :mod:`.deform_conv_mmcv`: mmcv's compiled kernel + a bias.
+* :mod:`.deform_conv_mmcv`: mmcv's compiled kernel + a bias;
+* :mod:`.tracing`: whether a graph is being recorded (trace/export).
 
 The layer that chooses between them is
 :class:`segext.models.layers.DeformConv2dWithOffset` (``'DCNv1'``).
 """
 from .deform_conv_cpu import DEFAULT_CHUNK_BYTES, deform_conv2d_cpu
 from .deform_conv_mmcv import deform_conv2d_mmcv
+from .tracing import is_recording
 
-__all__ = ['DEFAULT_CHUNK_BYTES', 'deform_conv2d_cpu', 'deform_conv2d_mmcv']
+__all__ = [
+    'DEFAULT_CHUNK_BYTES', 'deform_conv2d_cpu', 'deform_conv2d_mmcv',
+    'is_recording'
+]

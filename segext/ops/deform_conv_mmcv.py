@@ -22,6 +22,8 @@ def deform_conv2d_mmcv(input: Tensor, offset: Tensor, weight: Tensor,
                        deform_groups: int, im2col_step: int) -> Tensor:
     """mmcv's kernel as ``mmcv.ops.DeformConv2d.forward`` calls it, + bias."""
     kh, kw = weight.shape[2:]
+    # mmcv's kernel needs contiguous tensors; segext's op takes any layout
+    input, offset = input.contiguous(), offset.contiguous()
     # as upstream's module: mmcv's kernel rejects inputs smaller than the
     # kernel, so pad bottom/right with zeros and crop the output back
     pad_h, pad_w = max(kh - input.size(2), 0), max(kw - input.size(3), 0)

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.registry import DATASETS, METRICS
 from panopticapi.evaluation import pq_compute
-from segext.datasets import CityscapesPanopticDataset
+from segext.datasets import CityscapesPanopticAPI, CityscapesPanopticDataset
 from segext.datasets.cityscapes_panoptic import CITYSCAPES_LABEL_IDS
 from segext.datasets.synthetic import generate
 
@@ -369,5 +369,9 @@ def test_base_config_builds_loaders_and_evaluator(cfg):
     sample = next(iter(val_loader))['data_samples'][0]
     assert sample.img_shape == (1024, 1536)  # 64x96 scaled to (2048, 1024)
     metric = METRICS.build(cfg.val_evaluator)
-    assert metric._coco_api.imgs[sample.img_id]['segm_file'] == \
+    # the metric reads the val json through the Cityscapes-aware API (public
+    # state only: its categories and the API's image index)
+    api = CityscapesPanopticAPI(cfg.val_evaluator.ann_file)
+    assert metric.categories == api.cats
+    assert api.imgs[sample.img_id]['segm_file'] == \
         sample.img_id + '_gtFine_panoptic.png'

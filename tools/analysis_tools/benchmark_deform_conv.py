@@ -36,19 +36,13 @@ Reusable from other benchmarks: :func:`time_fn`, :func:`measure`,
 :func:`main`.
 """
 import argparse
-import os.path as osp
 import statistics
-import sys
 import time
 from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 from segext.models.layers.deform_conv import (  # noqa: E402
     DeformConv2dWithOffset, deform_conv2d)

@@ -62,7 +62,6 @@ EXTRA_MACS = {'ResNet-18': dict(type='ResNet', depth=18, out_indices=(3, ))}
 
 
 def _build(name):
-    sys.path.insert(0, ROOT)
     import segext  # noqa: F401  registers DRN
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS as SEG_MODELS

@@ -57,9 +57,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-
 from mmcv.cnn import ConvModule  # noqa: E402
 
 import segext  # noqa: E402,F401
@@ -285,7 +282,8 @@ def measure_ops(args):
     x = torch.randn(args.batch, 64, height, width)
     with torch.no_grad():
         pooled, flat = F.max_pool2d(x, 2, 2, return_indices=True)
-        _, compact, size = max_pool2d_compact(x)
+        _, compact = max_pool2d_compact(x)
+        size = compact.pre_pool_size
         assert torch.equal(_window_argmax_direct(x)[1], compact.data)
         ops = {
             'pool  torch int64': lambda: F.max_pool2d(

@@ -40,14 +40,12 @@ import contextlib
 import importlib.util
 import os.path as osp
 import statistics
-import sys
 import time
 from collections import defaultdict
 
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 UPSNET_COCO = 'configs/upsnet/upsnet_r50_fpn_1x_coco.py'
 PFPN_COCO = 'configs/panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py'

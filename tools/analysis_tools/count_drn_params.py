@@ -9,13 +9,9 @@ Models are built on the ``meta`` device (shapes only: no memory, ~2 s).
 counts) have: ``out_channels * 1000 + 1000``.
 """
 import argparse
-import os.path as osp
 import sys
 
 import torch
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
 
 from segext.models.backbones.drn import DRN  # noqa: E402
 

@@ -169,8 +169,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__)))))
     checkpoint = read_checkpoint(args.src)
     try:
         state = convert(checkpoint, depth=args.depth)

@@ -15,6 +15,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+from ..cityscapes_labels import CITYSCAPES_BY_NAME
 from . import categories as cats
 from .encoding import (IdAssigner, coco_bbox, ensure_dir, id2rgb, label_map,
                        mask_to_polygons, mask_to_rle, panoptic_segments,
@@ -192,7 +193,7 @@ class CityscapesLayout(Layout):
 
     def __init__(self, out_dir):
         super().__init__(out_dir)
-        self.label = {cls: cats.CITYSCAPES_BY_NAME[name]
+        self.label = {cls: CITYSCAPES_BY_NAME[name]
                       for cls, name in cats.CITYSCAPES_MAPPING.items()}
         self.categories = cats.cityscapes_panoptic_categories()
         self.category = {c.id: c for c in self.categories}
@@ -206,7 +207,7 @@ class CityscapesLayout(Layout):
         img_name = f'leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png'
         write_png(self.path(img_name), scene.image)
         gt = self.path('gtFine', split, city, f'{stem}_gtFine_')
-        unlabeled = cats.CITYSCAPES_BY_NAME['unlabeled']
+        unlabeled = CITYSCAPES_BY_NAME['unlabeled']
         write_png(gt + 'labelIds.png',
                   label_map(scene, lambda s: self.label[s.name].id,
                             unlabeled.id))

@@ -41,6 +41,8 @@ from torch import Tensor
 __all__ = ['DilatedVGG']
 
 
+@MMSEG_MODELS.register_module()
+@MMDET_MODELS.register_module()
 class DilatedVGG(BaseModule):
     """Dilated VGG front-end (Yu & Koltun, ICLR 2016, Sec. 4), stride 8.
 
@@ -194,7 +196,3 @@ class DilatedVGG(BaseModule):
         if len(self.stage_layers) in self.out_indices:
             outs.append(x)
         return tuple(outs)
-
-
-MMSEG_MODELS.register_module(module=DilatedVGG)
-MMDET_MODELS.register_module(module=DilatedVGG)

@@ -112,6 +112,8 @@ class DRNBasicBlock(BaseModule):
         return self.relu(out)
 
 
+@MMSEG_MODELS.register_module()
+@MMDET_MODELS.register_module()
 class DRN(BaseModule):
     """Dilated Residual Network backbone (DRN-A/B/C/D), output stride 8.
 
@@ -443,7 +445,3 @@ class DRN(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
-
-
-MMSEG_MODELS.register_module(module=DRN)
-MMDET_MODELS.register_module(module=DRN)

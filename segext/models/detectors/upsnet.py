@@ -122,7 +122,7 @@ class UPSNet(TwoStagePanopticSegmentor):
                     rpn_losses[f'rpn_{key}'] = rpn_losses.pop(key)
             losses.update(rpn_losses)
         else:
-            rpn_results_list = self._given_proposals(batch_data_samples)
+            rpn_results_list = self._proposals(x, batch_data_samples)
         losses.update(
             self.roi_head.loss(x, rpn_results_list, batch_data_samples))
         return losses
@@ -135,7 +135,7 @@ class UPSNet(TwoStagePanopticSegmentor):
         boxes = [get_box_tensor(inst.bboxes) for inst in instances_list]
         rois = bbox2roi(boxes)
         # the mask head runs even on zero boxes: its graph stays connected
-        mask_preds = self.roi_head._mask_forward(x, rois)['mask_preds']
+        mask_preds = self._mask_logits(x, rois)
         labels = torch.cat([inst.labels for inst in instances_list])
         if mask_preds.shape[1] > 1:  # class-specific masks
             mask_preds = mask_preds[torch.arange(len(labels)), labels]
@@ -162,11 +162,7 @@ class UPSNet(TwoStagePanopticSegmentor):
         batch_img_metas = [sample.metainfo for sample in batch_data_samples]
         x = self.extract_feat(batch_inputs)
 
-        if batch_data_samples[0].get('proposals', None) is None:
-            rpn_results_list = self.rpn_head.predict(
-                x, batch_data_samples, rescale=False)
-        else:
-            rpn_results_list = self._given_proposals(batch_data_samples)
+        rpn_results_list = self._proposals(x, batch_data_samples)
 
         # detections (score threshold, class-agnostic NMS, top-k from
         # test_cfg.rcnn) in the input frame, then their raw mask logits
@@ -188,10 +184,25 @@ class UPSNet(TwoStagePanopticSegmentor):
             det_results_list, seg_preds)
         return self.add_pred_to_datasample(batch_data_samples, results_list)
 
-    @staticmethod
-    def _given_proposals(batch_data_samples: SampleList) -> InstanceList:
-        """Pre-computed proposals of a detector configured without RPN."""
-        if batch_data_samples[0].get('proposals', None) is None:
+    def _mask_logits(self, x: Tuple[Tensor], rois: Tensor) -> Tensor:
+        """Raw mask logits ``(R, C or 1, M, M)`` of ``rois`` from the RoI
+        head's public parts (its mask RoI extractor, shared head, mask
+        head), as ``StandardRoIHead`` runs them for given RoIs."""
+        roi_head = self.roi_head
+        extractor = roi_head.mask_roi_extractor
+        mask_feats = extractor(x[:extractor.num_inputs], rois)
+        if roi_head.with_shared_head:
+            mask_feats = roi_head.shared_head(mask_feats)
+        return roi_head.mask_head(mask_feats)
+
+    def _proposals(self, x: Tuple[Tensor],
+                   batch_data_samples: SampleList) -> InstanceList:
+        """Proposals for the RoI head: the data samples' pre-computed
+        ``proposals`` when they carry them, else the RPN's predictions (test
+        time; in training the RPN path is taken by :meth:`_instance_loss`)."""
+        if batch_data_samples[0].get('proposals', None) is not None:
+            return [sample.proposals for sample in batch_data_samples]
+        if not self.with_rpn:
             raise KeyError('UPSNet without rpn_head needs `proposals` in '
                            'every data sample')
-        return [sample.proposals for sample in batch_data_samples]
+        return self.rpn_head.predict(x, batch_data_samples, rescale=False)

@@ -31,6 +31,7 @@ from torch.nn.modules.utils import _pair
 
 from segext.ops.deform_conv_cpu import CPU_DTYPES, deform_conv2d_cpu
 from segext.ops.deform_conv_mmcv import deform_conv2d_mmcv
+from segext.ops.tracing import is_recording
 
 __all__ = [
     'IMPLS', 'deform_conv2d', 'select_deform_conv_impl',
@@ -47,13 +48,6 @@ def _check_impl(impl: str) -> None:
         raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
 
 
-def _recording() -> bool:
-    """True while ``torch.jit.trace``/``script`` or ``torch.onnx.export``
-    records the model (segext's CPU op cannot be recorded as a graph)."""
-    return (torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.onnx.is_in_onnx_export())
-
-
 def select_deform_conv_impl(input: Tensor, impl: str = 'auto') -> str:
     """Name the implementation :func:`deform_conv2d` runs for ``input``.
 
@@ -65,7 +59,7 @@ def select_deform_conv_impl(input: Tensor, impl: str = 'auto') -> str:
     if impl == 'auto':
         on_cpu = input.device.type == 'cpu'
         impl = 'segext' if on_cpu and input.dtype in CPU_DTYPES \
-            and not _recording() else 'mmcv'
+            and not is_recording() else 'mmcv'
     if impl == 'segext' and input.device.type != 'cpu':
         raise ValueError('the segext deformable conv runs on CPU tensors '
                          f'only, got a tensor on {input.device}')

@@ -46,7 +46,6 @@ packed codes (2 bits per pooled element) for ``backward``.
 """
 import functools
 import math
-import sys
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -54,14 +53,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from segext.ops.tracing import is_recording
+
 __all__ = [
     'PoolIndices', 'CompactMaxPool2d', 'CompactMaxUnpool2d',
-    'max_pool2d_compact', 'max_unpool2d_compact', 'max_pool2d_with_indices',
-    'pack_window_codes', 'unpack_window_codes', 'pooled_size'
+    'max_pool2d_compact', 'max_unpool2d_compact', 'pack_window_codes',
+    'unpack_window_codes', 'pooled_size'
 ]
 
 WINDOW = 2  # kernel size == stride: SegNet's 2×2/2 pooling
-_LITTLE_ENDIAN = sys.byteorder == 'little'
 
 
 class PoolIndices(NamedTuple):
@@ -155,15 +155,7 @@ def pack_window_codes(codes: Tensor) -> Tensor:
     pad = -flat.numel() % 4
     if pad:
         flat = F.pad(flat, (0, pad))
-    if _LITTLE_ENDIAN and flat.data_ptr() % 4 == 0:
-        # The 4 codes of a byte are the 4 bytes of an int32 word (bits 0, 8,
-        # 16, 24); two shift-ors bring them to bits 0, 2, 4, 6.
-        word = flat.view(torch.int32)
-        word6 = word >> 6
-        word6 |= word
-        word12 = word6 >> 12
-        word12 |= word6
-        return word12.to(torch.uint8)
+    # byte values, not machine words: the layout is the same on every CPU
     quad = flat.view(-1, 4)
     return (quad[:, 0] | (quad[:, 1] << 2) | (quad[:, 2] << 4)
             | (quad[:, 3] << 6))
@@ -306,46 +298,38 @@ def _check_4d(x: Tensor, name: str) -> None:
             f'{name} must be a 4-D (N, C, H, W) tensor, got {found}')
 
 
-def max_pool2d_compact(
-        x: Tensor,
-        ceil_mode: bool = False) -> Tuple[Tensor, PoolIndices, torch.Size]:
-    """2×2/2 max-pooling that records the maxima's positions in 2 bits.
+def max_pool2d_compact(x: Tensor,
+                       ceil_mode: bool = False,
+                       compact: bool = True) -> Tuple[Tensor, PoolIndices]:
+    """2×2/2 max-pooling that records where each maximum was.
 
     Args:
         x (Tensor): input of shape (N, C, H, W).
         ceil_mode (bool): ``True`` keeps a clipped window at an odd border
             (Caffe / original SegNet: 45 → 23), ``False`` drops it
             (45 → 22), as in :func:`torch.nn.functional.max_pool2d`.
+        compact (bool): record packed 2-bit window codes (True), or torch's
+            int64 flat indices (False; 32× the bytes, for comparison).
 
     Returns:
-        tuple: ``(pooled, indices, pre_pool_size)`` — the pooled tensor
-        (N, C, Hp, Wp), the :class:`PoolIndices` with the packed codes, and
-        the input's (H, W) (also ``indices.pre_pool_size``), which is the
-        ``output_size`` for :func:`max_unpool2d_compact`.
+        tuple: ``(pooled, indices)`` — the pooled tensor (N, C, Hp, Wp) and
+        the :class:`PoolIndices`, whose ``pre_pool_size`` (the input's
+        (H, W)) is the size :func:`max_unpool2d_compact` restores.
     """
     _check_4d(x, 'max_pool2d_compact input')
-    pooled, packed = _CompactMaxPool.apply(x, bool(ceil_mode))
-    size = torch.Size(x.shape[-2:])
-    return pooled, PoolIndices(packed, pooled.shape, tuple(size)), size
-
-
-def max_pool2d_with_indices(x: Tensor,
-                            ceil_mode: bool = False,
-                            compact: bool = True
-                            ) -> Tuple[Tensor, PoolIndices]:
-    """2×2/2 max-pooling returning ``(pooled, PoolIndices)``.
-
-    ``compact=True`` stores packed 2-bit codes (:func:`max_pool2d_compact`);
-    ``compact=False`` keeps torch's int64 indices (for comparison; 32× the
-    bytes).
-    """
-    if compact:
-        pooled, indices, _ = max_pool2d_compact(x, ceil_mode=ceil_mode)
-        return pooled, indices
-    _check_4d(x, 'max_pool2d_with_indices input')
-    pooled, flat = F.max_pool2d(
-        x, WINDOW, WINDOW, ceil_mode=ceil_mode, return_indices=True)
-    return pooled, PoolIndices(flat, pooled.shape, tuple(x.shape[-2:]))
+    size = tuple(int(s) for s in x.shape[-2:])  # constants in a trace
+    if not compact:
+        pooled, flat = F.max_pool2d(
+            x, WINDOW, WINDOW, ceil_mode=ceil_mode, return_indices=True)
+        return pooled, PoolIndices(flat, pooled.shape, size)
+    if is_recording():
+        # a recorded graph runs forward only: the same ops, no Function
+        pooled, flat = F.max_pool2d(
+            x, WINDOW, WINDOW, ceil_mode=ceil_mode, return_indices=True)
+        packed = pack_window_codes(_codes_from_flat(flat, size))
+    else:
+        pooled, packed = _CompactMaxPool.apply(x, bool(ceil_mode))
+    return pooled, PoolIndices(packed, pooled.shape, size)
 
 
 def max_unpool2d_compact(x: Tensor,
@@ -358,8 +342,8 @@ def max_unpool2d_compact(x: Tensor,
     Args:
         x (Tensor): pooled-resolution input (N, C, Hp, Wp) — in SegNet's
             decoder the feature map, not the pooled tensor itself.
-        indices (PoolIndices): from :func:`max_pool2d_compact` (packed codes)
-            or :func:`max_pool2d_with_indices` with ``compact=False``.
+        indices (PoolIndices): from :func:`max_pool2d_compact` (either
+            layout).
         output_size (Sequence[int], optional): (H, W) or a full shape ending
             in (H, W); must equal ``indices.pre_pool_size``. Defaults to it.
 
@@ -383,6 +367,9 @@ def max_unpool2d_compact(x: Tensor,
     if not indices.compact:
         return F.max_unpool2d(x, indices.data, WINDOW, WINDOW,
                               output_size=size)
+    if is_recording():
+        codes = unpack_window_codes(indices.data, x.shape)
+        return _scatter_to_windows(x, codes, size)
     return _WindowScatter.apply(x, indices.data, size)
 
 
@@ -404,7 +391,7 @@ class CompactMaxPool2d(nn.Module):
         self.compact = compact
 
     def forward(self, x: Tensor) -> Tuple[Tensor, PoolIndices]:
-        return max_pool2d_with_indices(
+        return max_pool2d_compact(
             x, ceil_mode=self.ceil_mode, compact=self.compact)
 
     def extra_repr(self) -> str:

@@ -30,166 +30,13 @@ from mmdet.utils import InstanceList, OptConfigType, OptMultiConfig
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
-from ..seg_heads.upsnet_semantic_head import (resize_labels_nearest,
-                                              stack_gt_sem_seg)
+from ..utils.labels import (IGNORE_INDEX, masks_to_grid,
+                            resize_labels_nearest, stack_gt_sem_seg)
+from .mask_paste import (box_masks, channel_max, first_box_not_covering,
+                         paste_mask_crops, paste_mask_logits)
+from .post_processing import prune_masks, stuff_majority, void_small_stuff
 
-__all__ = [
-    'UPSNetPanopticHead', 'box_extents', 'paste_mask_crops', 'paste_mask_logits'
-]
-
-IGNORE_INDEX = 255
-
-
-def box_extents(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
-    """Integer pixel extents ``(x0, y0, x1, y1)`` (end exclusive) of boxes.
-
-    A pixel ``[j, j + 1)`` belongs to a box when it overlaps it, so every box
-    covers at least one pixel; extents are clipped to ``size`` = (H, W).
-    """
-    h, w = size
-    x0 = boxes[:, 0].floor().clamp(0, w - 1)
-    y0 = boxes[:, 1].floor().clamp(0, h - 1)
-    x1 = torch.maximum(boxes[:, 2].ceil(), x0 + 1).clamp(max=w)
-    y1 = torch.maximum(boxes[:, 3].ceil(), y0 + 1).clamp(max=h)
-    return torch.stack([x0, y0, x1, y1], dim=1).long()
-
-
-def _bilinear_weights(starts: Tensor, ends: Tensor, extent_lo: Tensor,
-                      extent_hi: Tensor, in_size: int,
-                      out_size: int) -> Tensor:
-    """``(N, out_size, in_size)`` matrices resizing a length-``in_size``
-    signal onto ``[starts, ends)`` of an ``out_size`` axis (bilinear,
-    ``align_corners=False``, edge-clamped), zero outside ``[lo, hi)``."""
-    centres = torch.arange(out_size, device=starts.device) + 0.5  # (out, )
-    length = (ends - starts).clamp(min=1e-6)[:, None]
-    src = ((centres[None] - starts[:, None]) / length * in_size - 0.5)
-    src = src.clamp(0, in_size - 1)  # (N, out)
-    lo = src.floor().long()
-    hi = (lo + 1).clamp(max=in_size - 1)
-    frac = src - lo
-    weights = starts.new_zeros(starts.shape[0], out_size, in_size)
-    weights.scatter_add_(2, lo[..., None], (1 - frac)[..., None])
-    weights.scatter_add_(2, hi[..., None], frac[..., None])
-    pixel = torch.arange(out_size, device=starts.device)[None]
-    inside = (pixel >= extent_lo[:, None]) & (pixel < extent_hi[:, None])
-    return weights * inside[..., None]
-
-
-def paste_mask_logits(mask_logits: Tensor, boxes: Tensor,
-                      size: Tuple[int, int]) -> Tensor:
-    """Paste raw ``(N, M, M)`` mask logits into zero ``(N, H, W)`` maps.
-
-    Each ``Y_i`` is bilinearly resized to its box (as ``F.interpolate`` with
-    ``align_corners=False`` would) and is zero outside :func:`box_extents`.
-    Bilinear resizing is separable, so the paste is two batched matmuls
-    ``Wy @ Y @ Wx^T`` -- no per-instance loop, no ``(N, H, W, 2)`` sampling
-    grid.  mmdet's ``_do_paste_mask`` samples with zero padding, which fades
-    the border of the mask towards logit 0; raw logits enter a sum here, so
-    the border is edge-clamped instead.
-    """
-    _, w_y, w_x = _paste_weights(mask_logits, boxes, size)
-    return w_y @ mask_logits @ w_x.transpose(1, 2)  # (N, H, W)
-
-
-def _paste_weights(mask_logits: Tensor, boxes: Tensor,
-                   size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
-    """Box extents ``(N, 4)`` and the separable resize matrices ``Wy``
-    ``(N, H, M)`` and ``Wx`` ``(N, W, M)`` of :func:`paste_mask_logits`."""
-    _, m_h, m_w = mask_logits.shape
-    h, w = size
-    boxes = boxes.to(mask_logits.dtype)
-    ext = box_extents(boxes, size)
-    w_y = _bilinear_weights(boxes[:, 1], boxes[:, 3], ext[:, 1], ext[:, 3],
-                            m_h, h).to(mask_logits.dtype)  # (N, H, M)
-    w_x = _bilinear_weights(boxes[:, 0], boxes[:, 2], ext[:, 0], ext[:, 2],
-                            m_w, w).to(mask_logits.dtype)  # (N, W, M)
-    return ext, w_y, w_x
-
-
-def paste_mask_crops(mask_logits: Tensor, boxes: Tensor,
-                     size: Tuple[int, int]) -> Tuple[Tensor, List[Tensor]]:
-    """:func:`paste_mask_logits` without the zeros: each ``Y_mask_i`` only
-    inside its :func:`box_extents`.
-
-    Returns:
-        tuple: extents ``(N, 4)`` and N crops, crop ``i`` of shape
-        ``(y1 - y0, x1 - x0)`` -- ``paste_mask_logits(...)[i, y0:y1, x0:x1]``.
-        Memory and time scale with the boxes' areas, not ``N * H * W``.
-    """
-    ext, w_y, w_x = _paste_weights(mask_logits, boxes, size)
-    crops = [
-        w_y[i, y0:y1] @ mask_logits[i] @ w_x[i, x0:x1].T  # (h_i, w_i)
-        for i, (x0, y0, x1, y1) in enumerate(ext.tolist())
-    ]
-    return ext, crops
-
-
-def _first_box_not_covering(extents: Tensor, size: Tuple[int, int]) -> Tensor:
-    """``(H, W)``: the smallest ``i`` whose box does not contain the pixel,
-    ``N`` if every box does.
-
-    The pixels inside boxes ``0..k`` form a rectangle (an intersection of
-    rectangles), so this is N rectangle fills at most -- no ``(N, H, W)``.
-    """
-    first = extents.new_zeros(size)
-    x0, y0, x1, y1 = 0, 0, size[1], size[0]
-    for k, (bx0, by0, bx1, by1) in enumerate(extents.tolist()):
-        x0, y0, x1, y1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(
-            y1, by1)
-        if x0 >= x1 or y0 >= y1:
-            break
-        first[y0:y1, x0:x1] = k + 1
-    return first
-
-
-def channel_max(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """``x.max(0)`` of a ``(C, H, W)`` map: values and first max indices.
-
-    On CPU, ``torch.max(dim=0)`` with indices is slow (measured on
-    53x800x1216: 143 ms, where ``amax`` takes 14 ms); a running max over the
-    channels, one vectorised pass each, gives the same indices (the first
-    maximum: only a strictly larger value moves it) in ~50 ms.  Other devices
-    keep ``torch.max``.  (A NaN logit does not propagate here.)
-    """
-    if x.device.type != 'cpu' or x.shape[0] == 0:
-        return x.max(0)
-    best = x[0].clone()
-    index = torch.zeros(x.shape[1:], dtype=torch.int32)  # int64 fills slower
-    for c in range(1, x.shape[0]):
-        index.masked_fill_(x[c] > best, c)
-        torch.maximum(best, x[c], out=best)
-    return best, index.long()
-
-
-def _box_masks(boxes: Tensor, size: Tuple[int, int]) -> Tensor:
-    """``(N, H, W)`` bool: the pixels of :func:`box_extents`."""
-    ext = box_extents(boxes, size)
-    ys = torch.arange(size[0], device=boxes.device)
-    xs = torch.arange(size[1], device=boxes.device)
-    rows = (ys[None] >= ext[:, 1:2]) & (ys[None] < ext[:, 3:4])  # (N, H)
-    cols = (xs[None] >= ext[:, 0:1]) & (xs[None] < ext[:, 2:3])  # (N, W)
-    return rows[:, :, None] & cols[:, None, :]
-
-
-def _masks_to_grid(masks, pad_shape: Tuple[int, int], size: Tuple[int, int],
-                   device: torch.device) -> Tensor:
-    """GT instance masks (``BitmapMasks``/``PolygonMasks``/tensor, at input
-    resolution, padded or not) sampled nearest onto the ``size`` grid of the
-    padded batch ``pad_shape``; ``(N, h, w)`` bool on ``device``."""
-    if isinstance(masks, Tensor):
-        masks = masks.bool()
-    else:
-        masks = torch.from_numpy(masks.to_ndarray()).bool()
-    num, mask_h, mask_w = masks.shape
-    if (mask_h, mask_w) != tuple(pad_shape):
-        # unpadded masks: pad (with background) up to the batch shape
-        if mask_h > pad_shape[0] or mask_w > pad_shape[1]:
-            raise ValueError(f'gt masks of shape {(mask_h, mask_w)} are '
-                             f'larger than the batch input shape {pad_shape}')
-        padded = masks.new_zeros(num, *pad_shape)
-        padded[:, :mask_h, :mask_w] = masks
-        masks = padded
-    return resize_labels_nearest(masks, size).to(device)
+__all__ = ['UPSNetPanopticHead']
 
 
 @MODELS.register_module()
@@ -263,7 +110,7 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         size = seg_logits.shape[-2:]
         x_thing = seg_logits[:self.num_things_classes]  # (T, H, W)
         x_stuff = seg_logits[self.num_things_classes:]  # (S, H, W)
-        inside = _box_masks(boxes, size)  # (N, H, W)
+        inside = box_masks(boxes, size)  # (N, H, W)
         x_mask = torch.where(inside, x_thing[labels], 0)  # X_mask_i
         z_inst = x_mask + mask_logits  # Z_i = X_mask_i + Y_mask_i
         # Eq. 2; with no instance every pixel is outside all boxes: max = 0
@@ -322,7 +169,7 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
             torch.maximum(crop_max, x_mask, out=crop_max)
         if num_inst:
             # outside box f (the first not covering the pixel): Z_f = 0
-            first_out = _first_box_not_covering(extents, size)
+            first_out = first_box_not_covering(extents, size)
             outside = first_out < num_inst
             zero_wins = outside & ((inst_max < 0) |
                                    ((inst_max == 0) & (first_out < inst_arg)))
@@ -427,7 +274,7 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
             logits.append(
                 self.panoptic_logits(seg_logits, boxes, instances.labels,
                                      y_mask))
-            masks = _masks_to_grid(instances.masks, batch_input_shape, size,
+            masks = masks_to_grid(instances.masks, batch_input_shape, size,
                                    seg_preds.device)
             targets.append(self.panoptic_targets(gt_sem_seg, masks))
         logits, targets = self._pad_instances(logits, targets)
@@ -487,8 +334,8 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         # same-class-overlapped masks
         extents, y_crops = paste_mask_crops(
             det_results.mask_logits.to(seg_logits.dtype), boxes, size)
-        keep = self.prune_masks([y > 0 for y in y_crops], det_results.labels,
-                                extents, size)
+        keep = prune_masks([y > 0 for y in y_crops], det_results.labels,
+                           extents, size, self.test_cfg['mask_overlap'])
         det_results, extents = det_results[keep], extents[keep]
         y_crops = [y_crops[i] for i in keep.tolist()]
 
@@ -512,79 +359,17 @@ class UPSNetPanopticHead(BasePanopticFusionHead):
         ])
 
         # 4. post-processing: stuff relabelling, then the stuff area limit
-        relabel, stuff_label = self._stuff_majority(pan, sem, num_inst)
+        relabel, stuff_label = stuff_majority(
+            pan, sem, num_inst, self.num_things_classes, num_stuff,
+            self.test_cfg['stuff_majority_thr'])
         labels[num_stuff:num_stuff + num_inst] = torch.where(
             relabel, stuff_label, labels[num_stuff:num_stuff + num_inst])
         inst_ids[num_stuff:num_stuff + num_inst] = torch.where(
             relabel, 0, inst_ids[num_stuff:num_stuff + num_inst])
         label_map, id_map = labels[pan], inst_ids[pan]
-        label_map = self._void_small_stuff(label_map)
+        label_map = void_small_stuff(label_map, self.num_things_classes,
+                                     self.num_classes,
+                                     self.test_cfg['stuff_area_limit'])
 
         pan_seg = label_map + id_map * INSTANCE_OFFSET
         return PixelData(sem_seg=pan_seg[None].int())
-
-    def prune_masks(self, masks: List[Tensor], labels: Tensor,
-                    extents: Tensor, size: Tuple[int, int]) -> Tensor:
-        """Greedy mask pruning, masks sorted by decreasing score.
-
-        A mask is dropped when it is empty or when more than ``mask_overlap``
-        of its pixels are already taken by kept masks of the SAME class.  The
-        union of kept masks makes this sequential; each step only touches the
-        mask's box.
-
-        Args:
-            masks (list[Tensor]): N bool binarised masks, mask ``i`` cropped
-                to its extent (``(y1 - y0, x1 - x0)``).
-            labels (Tensor): ``(N, )`` classes.
-            extents (Tensor): ``(N, 4)`` integer box extents.
-            size (tuple[int]): the image ``(H, W)``.
-
-        Returns:
-            Tensor: indices of the kept masks, in input order.
-        """
-        overlap_thr = self.test_cfg['mask_overlap']
-        taken: Dict[int, Tensor] = {}  # class -> (H, W) union of kept masks
-        keep = []
-        for i, (label, (x0, y0, x1, y1)) in enumerate(
-                zip(labels.tolist(), extents.tolist())):
-            mask = masks[i]
-            area = int(mask.sum())
-            if area == 0:
-                continue
-            if label not in taken:
-                taken[label] = mask.new_zeros(size)
-            taken_crop = taken[label][y0:y1, x0:x1]
-            if int((mask & taken_crop).sum()) > overlap_thr * area:
-                continue
-            taken_crop |= mask
-            keep.append(i)
-        return torch.tensor(keep, dtype=torch.long, device=labels.device)
-
-    def _stuff_majority(self, pan: Tensor, sem: Tensor,
-                        num_inst: int) -> Tuple[Tensor, Tensor]:
-        """For each instance segment, whether the semantic argmax inside it is
-        a stuff class for at least ``stuff_majority_thr`` of its pixels, and
-        that class.  One ``bincount`` over (instance, class) pairs."""
-        num_stuff, num_classes = self.num_stuff_classes, self.num_classes
-        is_inst = (pan >= num_stuff) & (pan < num_stuff + num_inst)
-        pairs = (pan[is_inst] - num_stuff) * num_classes + sem[is_inst]
-        counts = torch.bincount(
-            pairs, minlength=num_inst * num_classes).view(
-                num_inst, num_classes)  # (N, T+S)
-        top_count, top_class = counts.max(1)
-        area = counts.sum(1)
-        relabel = (top_class >= self.num_things_classes) & (area > 0) & (
-            top_count >= self.test_cfg['stuff_majority_thr'] * area)
-        return relabel, top_class
-
-    def _void_small_stuff(self, label_map: Tensor) -> Tensor:
-        """Stuff classes covering fewer than ``stuff_area_limit`` pixels of
-        the image become VOID (``num_classes``)."""
-        is_stuff = (label_map >= self.num_things_classes) & (
-            label_map < self.num_classes)
-        area = torch.bincount(
-            label_map[is_stuff], minlength=self.num_classes + 1)
-        too_small = area < self.test_cfg['stuff_area_limit']
-        return torch.where(is_stuff & too_small[label_map], self.num_classes,
-                           label_map)
-

@@ -160,7 +160,7 @@ def test_wrong_inputs_are_explained():
                        r'\(Tensor, Tensor\)'):
         head((torch.randn(1, 8, 2, 2), torch.randn(1, 8, 2, 2)))
     x = torch.randn(1, 8, 4, 4)
-    _, indices, _ = max_pool2d_compact(x)
+    _, indices = max_pool2d_compact(x)
     with pytest.raises(ValueError, match='indices of 2 encoder stages'):
         head(((indices, indices), torch.randn(1, 8, 2, 2)))
     with pytest.raises(ValueError, match=r'\(1, 4, 2, 2\).*in_channels=8'):

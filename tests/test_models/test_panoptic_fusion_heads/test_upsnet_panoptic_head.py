@@ -11,8 +11,8 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData, PixelData
 
-from segext.models.panoptic_fusion_heads.upsnet_panoptic_head import (
-    box_extents, paste_mask_crops, paste_mask_logits)
+from segext.models.panoptic_fusion_heads.mask_paste import (
+    paste_mask_crops, paste_mask_logits)
 
 T, S = 2, 2  # things 0..1, stuff 2..3 (mmdet order), VOID = 4
 VOID = T + S
@@ -46,29 +46,6 @@ def stuff_background(h=8, w=8):
     x = torch.full((T + S, h, w), -5.)
     x[T] = 0.
     return x
-
-
-def test_paste_mask_logits_is_bilinear_resize_into_zeros():
-    torch.manual_seed(0)
-    logits = torch.randn(1, 28, 28, requires_grad=True)
-    box = torch.tensor([[2., 3., 9., 7.]])  # x1, y1, x2, y2
-    pasted = paste_mask_logits(logits, box, (12, 12))
-    expected = torch.zeros(12, 12)
-    expected[3:7, 2:9] = F.interpolate(
-        logits[None].detach(),
-        size=(4, 7),
-        mode='bilinear',
-        align_corners=False)[0, 0]
-    assert pasted.shape == (1, 12, 12)
-    torch.testing.assert_close(pasted[0], expected, atol=1e-5, rtol=1e-5)
-    pasted.sum().backward()
-    assert logits.grad.abs().sum() > 0
-
-
-def test_box_extents_cover_touched_pixels_and_clip():
-    ext = box_extents(
-        torch.tensor([[0.5, 1.2, 2.5, 1.4], [-3., -3., 20., 20.]]), (8, 8))
-    assert ext.tolist() == [[0, 1, 3, 2], [0, 0, 8, 8]]
 
 
 def test_panoptic_logits_layout_and_unknown_logit():
@@ -132,51 +109,6 @@ def test_overlapping_instances_higher_z_wins():
     assert torch.all(pan[3:6, 3:6] == b)  # overlap: Z_b = 4 > Z_a = 1
     assert torch.all(pan[:3, :3] == a)
     assert torch.all(pan[6:, 6:] == b)
-
-
-def test_same_class_overlap_pruning():
-    head = build_head()
-    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
-    masks[0, 0:6, 0:6] = True
-    masks[1, 1:7, 1:7] = True  # 25 / 36 of it taken by mask 0
-    masks[2, 1:7, 1:7] = True
-    boxes = torch.tensor([[0., 0., 6., 6.], [1., 1., 7., 7.], [1., 1., 7.,
-                                                                7.]])
-    ext = box_extents(boxes, (8, 8))
-
-    def prune(labels):
-        crops = [m[y0:y1, x0:x1] for m, (x0, y0, x1, y1) in zip(
-            masks, ext.tolist())]
-        return head.prune_masks(crops, torch.tensor(labels), ext,
-                                (8, 8)).tolist()
-
-    # same class -> pruned; another class -> kept
-    assert prune([0, 0, 1]) == [0, 2]
-    # a small same-class overlap (<= 30%) is kept
-    masks[1] = False
-    masks[1, 5:8, 5:8] = True  # inside its box: 1 of 4 pixels taken
-    assert prune([0, 0, 0]) == [0, 1]
-    # an empty mask is dropped
-    masks[1] = False
-    assert prune([0, 0, 1]) == [0, 2]
-
-
-def test_paste_mask_crops_are_the_pasted_maps_inside_the_boxes():
-    torch.manual_seed(0)
-    logits = torch.randn(4, 28, 28)
-    boxes = torch.tensor([[2., 3., 9., 7.], [0., 0., 12., 12.],
-                          [-4., 5.5, 3.2, 30.], [10.5, 1., 10.7, 1.1]])
-    full = paste_mask_logits(logits, boxes, (12, 12))
-    ext, crops = paste_mask_crops(logits, boxes, (12, 12))
-    assert ext.tolist() == box_extents(boxes, (12, 12)).tolist()
-    for f, c, (x0, y0, x1, y1) in zip(full, crops, ext.tolist()):
-        assert c.shape == (y1 - y0, x1 - x0)
-        torch.testing.assert_close(c, f[y0:y1, x0:x1])
-        outside = torch.ones_like(f, dtype=torch.bool)
-        outside[y0:y1, x0:x1] = False
-        assert torch.all(f[outside] == 0)
-    ext, crops = paste_mask_crops(logits[:0], boxes[:0], (12, 12))
-    assert ext.shape == (0, 4) and crops == []
 
 
 @pytest.mark.parametrize('seed', range(6))
