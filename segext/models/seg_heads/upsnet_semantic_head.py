@@ -335,13 +335,15 @@ class UPSNetSemanticHead(BaseSemanticHead):
     def _semantic_loss(self, seg_preds: Tensor, gt_segs: Tensor) -> Tensor:
         """L_sem: X upsampled (bilinear) to the full-resolution label map.
 
-        With mmdet's softmax ``CrossEntropyLoss`` and labels exactly 4x the
-        logits' size, the per-pixel losses come from :class:`_UpsampledNLL`
-        (no full-resolution logits in memory) and are reduced as mmdet's
-        ``cross_entropy`` does: the same value.
+        On CPU, with mmdet's softmax ``CrossEntropyLoss`` and labels exactly
+        4x the logits' size, the per-pixel losses come from
+        :class:`_UpsampledNLL` (no full-resolution logits in memory) and are
+        reduced as mmdet's ``cross_entropy`` does: the same value. Elsewhere
+        (CUDA) the plain upsample + loss.
         """
         loss = self.loss_seg
-        if not (type(loss) is CrossEntropyLoss
+        if not (seg_preds.device.type == 'cpu'
+                and type(loss) is CrossEntropyLoss
                 and loss.cls_criterion is cross_entropy and
                 tuple(gt_segs.shape[-2:]) == tuple(
                     4 * s for s in seg_preds.shape[-2:])):

@@ -9,9 +9,9 @@ from mmdet.structures.bbox import HorizontalBoxes, bbox2roi
 from mmengine.structures import InstanceData, PixelData
 
 from segext.models.layers import DeformConv2dWithOffset
+from segext.models.seg_heads.upsnet_semantic_head import _UpsampledNLL
 from segext.models.utils.labels import (crop_and_resize_labels,
                                         stack_gt_sem_seg)
-from segext.models.seg_heads.upsnet_semantic_head import _UpsampledNLL
 
 T, S = 3, 2
 C = 16  # FPN width of the tiny head
