@@ -33,10 +33,8 @@ import json
 import os
 import os.path as osp
 import pickle
-import sys
 import warnings
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 

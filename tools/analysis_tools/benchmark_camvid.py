@@ -52,8 +52,6 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
 
 from mmengine.hooks import Hook  # noqa: E402
 from mmseg.evaluation import IoUMetric  # noqa: E402

@@ -25,15 +25,12 @@ the calling thread (an op's worker threads run inside its span).
 import argparse
 import os.path as osp
 import statistics
-import sys
 from collections import defaultdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 COMPONENTS = ('deformable conv fwd', 'deformable conv bwd', 'offset convs',
               'other convs', 'feature upsampling', 'logit upsampling (L_sem)',

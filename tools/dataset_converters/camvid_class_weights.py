@@ -28,8 +28,6 @@ from typing import Iterable, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
 
 from segext.utils.cli import user_errors_to_exit  # noqa: E402
 from segext.utils.config import UserInputError  # noqa: E402
