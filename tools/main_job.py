@@ -45,11 +45,16 @@ def parse_args(argv=None):
                    help='training seed (randomness.seed); the data is fixed')
     p.add_argument('--max-iters', type=int, default=None,
                    help="override the config's training budget")
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads of the tools (OMP_NUM_THREADS; default: '
+                   "torch's, one per core). On a busy machine 1 is faster")
     p.add_argument('--work-dir', default=None,
                    help='default: work_dirs/main_job/<timestamp>')
     args = p.parse_args(argv)
     if args.max_iters is not None and args.max_iters < 1:
         p.error(f'--max-iters: expected a positive int, got {args.max_iters}')
+    if args.threads is not None and args.threads < 1:
+        p.error(f'--threads: expected a positive int, got {args.threads}')
     if not osp.isfile(osp.join(ROOT, args.config)):
         p.error(f'--config: no such file {args.config!r}')
     return args
@@ -82,7 +87,8 @@ def main(argv=None):
           f'logs in {osp.relpath(out_root, ROOT)}', flush=True)
     result = train_and_test(args.config, osp.join(out_root, 'upsnet'), ROOT,
                             'upsnet', data_root=args.data_root,
-                            seed=args.seed, max_iters=args.max_iters)
+                            seed=args.seed, max_iters=args.max_iters,
+                            threads=args.threads)
     shown = result['pngs'][:NUM_SHOWN]
     rows = [overlay_panels(p, data_root) for p in shown]
     picture = montage(rows, ['image', 'ground truth', 'UPSNet'],

@@ -159,7 +159,8 @@ def main(argv=None):
                 max_iters=iters[name], threads=threads,
                 show=seed == args.seeds[0])  # the picture's runs only
         except BaseException as err:  # noqa: B036 (sys.exit of a failed tool)
-            print(f'{tag}: FAILED: {err}', flush=True)
+            first = str(err).splitlines()[0] if str(err) else repr(err)
+            print(f'{tag}: FAILED: {first}', flush=True)  # tail: in the log
             raise
         m = result['metrics']
         print(f'{tag}: PQ {m["PQ"]:.1f}  PQ_th {m["PQ_th"]:.1f}  '
