@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 from segext.utils.panoptic_runs import (ensure_synthetic, montage,  # noqa: E402
                                         overlay_panels, train_and_test)
