@@ -43,11 +43,14 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
+# Test pipelines keep the stock loaders: mmdet's and mmseg's inferencers
+# (DetInferencer, MMSegInferencer, inference_model) find and replace them by
+# their type names; CheckSegMap still checks every label map.
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     # VOC images are at most 500 px on the long side: native resolution
     dict(type='Resize', scale=(500, 500), keep_ratio=True),
-    dict(type='CheckedLoadAnnotations'),
+    dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(batch_size=14, dataset=dict(pipeline=train_pipeline))

@@ -15,7 +15,7 @@
 # 360x480.py trains the module on top of this model.
 _base_ = [
     '../_base_/models/drn.py', '../_base_/datasets/camvid.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmseg.py',
     'mmseg::_base_/schedules/schedule_40k.py'
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
@@ -61,3 +61,11 @@ param_scheduler = [
         gamma=0.1)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=4)
+
+# segext's runtime pieces (as every segext config): bit-identical --resume,
+# atomic checkpoints loadable with weights_only=True, a stop on NaN/inf, and
+# a visualiser that falls back when a checkpoint carries no dataset_meta
+train_cfg = dict(type='ExactResumeIterBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteCheckHook')]
+visualizer = dict(type='RobustSegLocalVisualizer')

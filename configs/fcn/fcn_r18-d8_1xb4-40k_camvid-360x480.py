@@ -7,7 +7,7 @@
 # 0.9, wd 5e-4, poly).  Only the data and the loss are segext's.
 _base_ = [
     'mmseg::_base_/models/fcn_r50-d8.py', '../_base_/datasets/camvid.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime_mmseg.py',
     'mmseg::_base_/schedules/schedule_40k.py'
 ]
 custom_imports = dict(imports=['segext'], allow_failed_imports=False)
@@ -34,3 +34,11 @@ model = dict(
         num_classes=11,
         loss_decode=dict(loss, loss_weight=0.4)))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
+
+# segext's runtime pieces (as every segext config): bit-identical --resume,
+# atomic checkpoints loadable with weights_only=True, a stop on NaN/inf, and
+# a visualiser that falls back when a checkpoint carries no dataset_meta
+train_cfg = dict(type='ExactResumeIterBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+custom_hooks = [dict(type='RNGStateHook'), dict(type='NonFiniteCheckHook')]
+visualizer = dict(type='RobustSegLocalVisualizer')

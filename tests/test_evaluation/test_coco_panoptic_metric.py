@@ -207,6 +207,10 @@ def test_overlay_dump_and_inference_agree(tmp_path, data_root, trained,
         '--out', out, '--cfg-options'] + _opts(data_root, 3))
     cfg, _ = tool.prepare_cfg(args)
     cfg.custom_hooks = [dict(type='_RecordPanopticIds')]
+    # mmdet's runtime names its visualiser 'visualizer', and mmengine hands
+    # back an existing instance of that name (one an earlier in-process test
+    # built, maybe of another class): this runner gets its own
+    cfg.visualizer.name = f'overlay-test-{tmp_path.name}'
     runner = tool.build_runner(cfg)
     from mmdet.evaluation import DumpDetResults
     runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))

@@ -30,9 +30,12 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='PackSegInputs')
 ]
+# Test pipelines keep the stock loaders: mmdet's and mmseg's inferencers
+# (DetInferencer, MMSegInferencer, inference_model) find and replace them by
+# their type names; CheckSegMap still checks every label map.
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations'),
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
     check_seg_map,
     dict(type='PackSegInputs')
 ]

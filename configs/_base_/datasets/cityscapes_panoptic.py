@@ -29,10 +29,13 @@ train_pipeline = [
     dict(type='PackDetInputs')
 ]
 # test at the native 1024x2048
+# Test pipelines keep the stock loaders: mmdet's and mmseg's inferencers
+# (DetInferencer, MMSegInferencer, inference_model) find and replace them by
+# their type names; CheckSegMap still checks every label map.
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=(2048, 1024), keep_ratio=True),
-    dict(type='CheckedLoadPanopticAnnotations', backend_args=backend_args),
+    dict(type='LoadPanopticAnnotations', backend_args=backend_args),
     check_seg_map,
     dict(
         type='PackDetInputs',

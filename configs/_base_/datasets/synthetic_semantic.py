@@ -35,12 +35,15 @@ train_pipeline = [
         hue_delta=4),
     dict(type='PackSegInputs')
 ]
+# Test pipelines keep the stock loaders: mmdet's and mmseg's inferencers
+# (DetInferencer, MMSegInferencer, inference_model) find and replace them by
+# their type names; CheckSegMap still checks every label map.
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 192), keep_ratio=True),
     # add loading annotation after ``Resize`` because ground truth
     # does not need to do resize data transform
-    dict(type='CheckedLoadAnnotations'),
+    dict(type='LoadAnnotations'),
     check_seg_map,
     dict(type='PackSegInputs')
 ]

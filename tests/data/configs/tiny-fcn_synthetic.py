@@ -18,10 +18,13 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
+# Test pipelines keep the stock loaders: mmdet's and mmseg's inferencers
+# (DetInferencer, MMSegInferencer, inference_model) find and replace them by
+# their type names; CheckSegMap still checks every label map.
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile'),
+    dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(96, 64), keep_ratio=True),
-    dict(type='CheckedLoadAnnotations'),
+    dict(type='LoadAnnotations'),
     dict(type='CheckSegMap', num_classes=6),
     dict(type='PackSegInputs')
 ]
