@@ -112,26 +112,12 @@ def prepare_cfg(args):
 
 
 def read_state_dict(path):
-    """The ``state_dict`` of a checkpoint, read with ``weights_only=True``.
-
-    mmengine checkpoints also hold the message hub (numpy values in
-    ``HistoryBuffer``s), so those types are allowed for this one read.
-    """
-    import numpy as np
-    import torch
-    from mmengine.logging.history_buffer import HistoryBuffer
-    numpy_types = [
-        np.ndarray, np.dtype, np.core.multiarray._reconstruct,
-        np.core.multiarray.scalar, getattr
-    ] + [type(np.dtype(t)) for t in ('float64', 'float32', 'float16',
-                                     'int64', 'int32', 'uint8', 'bool')]
-    try:
-        with torch.serialization.safe_globals([HistoryBuffer] + numpy_types):
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001  (any unreadable file)
-        raise UserInputError(
-            f'cannot read checkpoint {path} with weights_only=True: '
-            f'{type(err).__name__}: {str(err).splitlines()[0]}') from None
+    """The ``state_dict`` of a checkpoint, read as every segext load is:
+    ``weights_only=True``, stock mmengine checkpoints through the exact,
+    scoped allow-list of :mod:`segext.utils.checkpoint` (a refused file is
+    one line naming it, the offending global and the opt-in)."""
+    from segext.utils.checkpoint import load_checkpoint_file
+    ckpt = load_checkpoint_file(path, map_location='cpu')
     return ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
 
 
