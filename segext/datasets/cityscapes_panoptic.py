@@ -43,6 +43,7 @@ from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmdet.datasets import CocoPanopticDataset
 from mmdet.datasets.api_wrappers import COCOPanoptic
 from mmdet.registry import DATASETS
+from ..utils.config import UserInputError
 from .cityscapes_labels import CITYSCAPES_BY_NAME
 
 CITYSCAPES_THING_CLASSES = ('person', 'rider', 'car', 'truck', 'bus', 'train',
@@ -87,7 +88,7 @@ class CityscapesPanopticAPI(COCOPanoptic):
         for ann in self.dataset.get('annotations', []):
             img = self.imgs.get(ann['image_id'])
             if img is None:
-                raise ValueError(
+                raise CityscapesAnnotationError(
                     f'{self.annotation_file}: annotation '
                     f"{ann.get('file_name')!r} refers to image id "
                     f"{ann['image_id']!r}, which is not in 'images'")
@@ -107,11 +108,18 @@ class CityscapesPanopticAPI(COCOPanoptic):
         return [by_name[name] for name in cat_names]
 
 
+
+class CityscapesAnnotationError(UserInputError, ValueError):
+    """A Cityscapes panoptic json or file name that does not fit: the tools
+    print it as one line naming the json (exit 2), also when the dataset is
+    first built inside ``runner.train()``."""
+
+
 def city_of(file_name: str) -> str:
     """``'aachen_000000_000019_leftImg8bit.png'`` -> ``'aachen'``."""
     parts = file_name[:-len(IMAGE_SUFFIX)].split('_')
     if not file_name.endswith(IMAGE_SUFFIX) or len(parts) != 3:
-        raise ValueError(
+        raise CityscapesAnnotationError(
             f'image file_name {file_name!r} is not a Cityscapes name '
             f'<city>_<seq>_<frame>{IMAGE_SUFFIX}')
     return parts[0]
@@ -183,7 +191,7 @@ class CityscapesPanopticDataset(CocoPanopticDataset):
                                          city_of(file_name), file_name)
         if self.data_prefix.get('seg', None):
             if 'segm_file' not in img_info:
-                raise ValueError(f'{self.ann_file}: image '
+                raise CityscapesAnnotationError(f'{self.ann_file}: image '
                                  f"{img_info['img_id']!r} has no entry in "
                                  "'annotations'")
             data_info['seg_map_path'] = osp.join(self.data_prefix['seg'],
@@ -197,25 +205,25 @@ class CityscapesPanopticDataset(CocoPanopticDataset):
             name, cat_id = cat['name'], cat['id']
             kind = 'thing' if name in CITYSCAPES_THING_CLASSES else 'stuff'
             if name not in CITYSCAPES_LABEL_IDS:
-                raise ValueError(
+                raise CityscapesAnnotationError(
                     f'{self.ann_file}: category {name!r} (id {cat_id}) is '
                     f'not one of the 19 Cityscapes train classes '
                     f'{list(CITYSCAPES_CLASSES)}')
             if cat_id != CITYSCAPES_LABEL_IDS[name]:
-                raise ValueError(
+                raise CityscapesAnnotationError(
                     f'{self.ann_file}: category {name!r} has id {cat_id}, '
                     f'expected its Cityscapes label id '
                     f'{CITYSCAPES_LABEL_IDS[name]}; was the json written by '
                     'createPanopticImgs --use-train-id? Regenerate it '
                     'without that flag (the evaluation needs label ids)')
             if bool(cat['isthing']) != (kind == 'thing'):
-                raise ValueError(
+                raise CityscapesAnnotationError(
                     f"{self.ann_file}: category {name!r} has isthing="
                     f"{cat['isthing']}, but it is a Cityscapes {kind} class")
 
     def _check_segment(self, ann: dict, img_id: str) -> None:
         if ann['category_id'] not in self.cat2label:
-            raise ValueError(
+            raise CityscapesAnnotationError(
                 f"{self.ann_file}: image {img_id!r}, segment {ann['id']}: "
                 f"category id {ann['category_id']} is not among the label "
                 f'ids of the classes {sorted(self.cat2label)} '
