@@ -222,8 +222,9 @@ class CurveHook(Hook):
         seconds = time.perf_counter() - self.val_start
         self.val_seconds += seconds
         with open(self.path, 'a') as f:
+            # numpy 2 keeps metric scalars as np.float32: float() them
             f.write(json.dumps(dict(iter=runner.iter, val_s=seconds,
-                                    **(metrics or {}))) + '\n')
+                                    **(metrics or {})), default=float) + '\n')
 
     def after_train(self, runner):
         total = time.perf_counter() - self.train_start
@@ -290,7 +291,7 @@ def run_child(args):
         checkpoint=osp.join(run_dir, f'iter_{runner.iter}.pth'),
         predictions=save_predictions(runner, overlay, run_dir))
     with open(osp.join(run_dir, 'result.json'), 'w') as f:
-        json.dump(result, f, indent=1)
+        json.dump(result, f, indent=1, default=float)
 
 
 # -------------------------------------------------------------- the parent
@@ -324,7 +325,7 @@ def train_in_child(args, name):
                   cpu_s=usage.ru_utime + usage.ru_stime,
                   peak_rss_mib=usage.ru_maxrss / 1024, log=log)
     with open(osp.join(args.work_dir, name, 'result.json'), 'w') as f:
-        json.dump(result, f, indent=1)
+        json.dump(result, f, indent=1, default=float)
     return result
 
 
@@ -335,7 +336,7 @@ def print_table(args, results, classes):
           f'{args.batch} of {args.crop[0]}x{args.crop[1]} crops '
           f'(+{args.context_iters} for the context stage), '
           f'{args.threads} thread(s)/model, {args.jobs} model(s) at once')
-    head = (f'| model | global acc | class avg acc | mIoU | '
+    head = ('| model | global acc | class avg acc | mIoU | '
             + ' | '.join(classes)
             + ' | params | train s | CPU s | peak RSS MiB |')
     print(head)
@@ -469,7 +470,8 @@ def run_parent(args):
     plot_curves(args, results, curves)
     plot_overlays(args, results, overlays)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(args=vars(args), results=results), f, indent=1)
+        json.dump(dict(args=vars(args), results=results), f, indent=1,
+                  default=float)
     print(f'\nlearning curves: {curves}\noverlays: {overlays}')
     print('final checkpoints:')
     for r in results:
