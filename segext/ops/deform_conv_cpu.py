@@ -44,6 +44,7 @@ So about ``T × 2 × chunk_bytes`` + 2 × input size at most, independent of
 K·C·H·W; mmcv's kernel allocates K·C·H_out·W_out·B floats of columns per
 call.
 """
+import warnings
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -67,42 +68,60 @@ CPU_DTYPES = (torch.float32, torch.float64)
 IntPair = Union[int, Tuple[int, int]]
 
 
-def _channels_last_rows(input: Tensor, geo: DeformGeometry,
-                        workers: int) -> List[Tensor]:
-    """(B, C, H, W) -> per piece (1 + B*H*W, Cp), row 0 all zero."""
+def _is_channels_last(tensor: Tensor) -> bool:
+    """Laid out (B, H, W, C) in memory (and not also plain contiguous)?"""
+    return (tensor.is_contiguous(memory_format=torch.channels_last)
+            and not tensor.is_contiguous())
+
+
+def _input_rows(input: Tensor, geo: DeformGeometry,
+                workers: int) -> List[Tensor]:
+    """(B, C, H, W) -> per piece (B*H*W, Cp): pixels as rows.
+
+    A channels-last input of one piece is its own table (a view, no copy);
+    otherwise the pieces are copied out, in bands of rows on the workers.
+    """
+    if len(geo.pieces) == 1 and _is_channels_last(input):
+        return [input.permute(0, 2, 3, 1).reshape(-1, geo.channels)]
     rows = [
-        input.new_empty(1 + geo.batch * geo.height * geo.width, c1 - c0)
+        input.new_empty(geo.batch * geo.height * geo.width, c1 - c0)
         for c0, c1, _, _ in geo.pieces
     ]
 
     def run(bands):
         for y0, y1 in bands:
             for (c0, c1, _, _), piece in zip(geo.pieces, rows):
-                piece[1:].view(geo.batch, geo.height, geo.width,
-                               c1 - c0)[:, y0:y1].copy_(input[:, c0:c1,
-                                                              y0:y1].permute(
-                                                                  0, 2, 3, 1))
+                piece.view(geo.batch, geo.height, geo.width,
+                           c1 - c0)[:, y0:y1].copy_(input[:, c0:c1,
+                                                          y0:y1].permute(
+                                                              0, 2, 3, 1))
 
     map_chunks(run, _bands(geo.height, workers, _nbytes(input)), workers)
-    for piece in rows:
-        piece[0].zero_()
     return rows
 
 
-def _from_channels_last_rows(rows: List[Tensor], geo: DeformGeometry,
-                             workers: int) -> Tensor:
-    """Inverse of :func:`_channels_last_rows` (drops the zero row)."""
+def _rows_to_input(rows: List[Tensor], geo: DeformGeometry,
+                   channels_last: bool) -> Tensor:
+    """Inverse of :func:`_input_rows`: (B, C, H, W) in the input's layout.
+
+    One piece in channels-last is a view; otherwise each (image, piece) is
+    one 2D transpose, which torch does in cache-sized blocks (several times
+    faster than a permuted copy of the 4D tensor).
+    """
+    shape = (geo.batch, geo.height, geo.width, geo.channels)
+    if len(rows) == 1 and channels_last:
+        return rows[0].view(shape).permute(0, 3, 1, 2)
+    if channels_last:
+        out = rows[0].new_empty(shape)
+        for (c0, c1, _, _), piece in zip(geo.pieces, rows):
+            out[..., c0:c1] = piece.view(*shape[:3], c1 - c0)
+        return out.permute(0, 3, 1, 2)
     out = rows[0].new_empty(geo.batch, geo.channels, geo.height, geo.width)
-
-    def run(bands):
-        for y0, y1 in bands:
-            for (c0, c1, _, _), piece in zip(geo.pieces, rows):
-                out[:, c0:c1,
-                    y0:y1] = piece[1:].view(geo.batch, geo.height, geo.width,
-                                            c1 - c0)[:, y0:y1].permute(
-                                                0, 3, 1, 2)
-
-    map_chunks(run, _bands(geo.height, workers, _nbytes(out)), workers)
+    pixels = geo.height * geo.width
+    for n in range(geo.batch):
+        for (c0, c1, _, _), piece in zip(geo.pieces, rows):
+            out[n, c0:c1].view(c1 - c0, pixels).copy_(
+                piece[n * pixels:(n + 1) * pixels].t())
     return out
 
 
@@ -135,6 +154,51 @@ def _sample(index: Tensor, weight: Tensor, rows: Tensor) -> Tensor:
     return F.embedding_bag(index, rows, per_sample_weights=weight, mode='sum')
 
 
+_CSR_WARNING = 'Sparse CSR tensor support is in beta state'
+_CSR_WARNED = False
+
+
+def _quiet_csr_warning() -> None:
+    """Let torch's one-time "CSR is beta" warning fire here, silenced.
+
+    torch warns once per process when the first CSR tensor is built; that
+    would land in users' training logs. Called from the op's calling thread
+    before its workers start, it is caught here and never shown (no global
+    warning filter is installed).
+    """
+    global _CSR_WARNED
+    if not _CSR_WARNED:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message=_CSR_WARNING)
+            torch.sparse_csr_tensor(
+                torch.zeros(2, dtype=torch.long),
+                torch.zeros(0, dtype=torch.long),
+                torch.zeros(0), (1, 1), check_invariants=False)
+        _CSR_WARNED = True
+
+
+def _scatter_rows(index: Tensor, weight: Tensor,
+                  grad: Tensor) -> Tuple[int, Tensor]:
+    """Adjoint of :func:`_sample`: the gradient of the rows it read.
+
+    The samples' gradients ``grad`` (S, Cp), weighted, are summed into the
+    rows ``lo..hi`` they read, as one sparse (rows × samples) × dense
+    product: the transposed sampling matrix in CSR, its entries sorted by
+    row (stable, so each row sums its samples in sample order --
+    deterministic). Returns ``(lo, (hi - lo + 1, Cp))``.
+    """
+    flat = index.reshape(-1)
+    lo, hi = int(flat.min()), int(flat.max())
+    key, perm = torch.sort(flat - lo, stable=True)
+    crow = perm.new_zeros(hi - lo + 2)
+    torch.cumsum(torch.bincount(key, minlength=hi - lo + 1), 0, out=crow[1:])
+    sampling_t = torch.sparse_csr_tensor(
+        crow, perm.div(4, rounding_mode='floor'),
+        weight.reshape(-1)[perm], (hi - lo + 1, grad.size(0)),
+        check_invariants=False)
+    return lo, torch.sparse.mm(sampling_t, grad)
+
+
 def _plan(geo: DeformGeometry, chunk_bytes: int,
           itemsize: int) -> Tuple[list, int]:
     """Chunks and worker threads for one call.
@@ -147,6 +211,16 @@ def _plan(geo: DeformGeometry, chunk_bytes: int,
     workers = num_workers()
     chunks = geo.chunks(chunk_bytes, itemsize, workers)
     return chunks, 1 if len(chunks) == 1 else workers
+
+
+def _sample_tables(geo: DeformGeometry, offsets: Tensor, grid: Tensor,
+                   n: int, p0: int, p1: int):
+    """The chunk's sampling tables ordered (dg, pixel, tap, neighbour):
+    ``index`` and ``weight`` (dg, L, K, 4); ``valid`` and ``frac`` as
+    :meth:`DeformGeometry.bilinear` returns them."""
+    index, weight, valid, frac = geo.bilinear(offsets, grid, n, p0, p1)
+    return (index.permute(1, 3, 2, 0).contiguous(),
+            weight.permute(1, 3, 2, 0).contiguous(), valid, frac)
 
 
 class DeformConv2dCPUFunction(torch.autograd.Function):
@@ -167,13 +241,14 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         geo = DeformGeometry(input, weight, stride, padding, dilation, groups,
                              deform_groups)
         chunks, workers = _plan(geo, chunk_bytes, input.element_size())
+        channels_last = _is_channels_last(input)
         offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
         grid = geo.regular_grid(input.dtype)  # (2, K, Ho*Wo)
-        # [(1 + B*H*W, Cp)]
-        rows = _channels_last_rows(input, geo, workers)
-        out = input.new_empty(geo.batch, geo.out_channels, geo.out_h,
-                              geo.out_w)
-        out_rows = out.view(geo.batch, geo.out_channels, geo.out_pixels)
+        rows = _input_rows(input, geo, workers)  # [(B*H*W, Cp)]
+        out = _Output(input, geo, channels_last)
+        # the GEMM's input is channels-last, so oneDNN wants the weight so
+        # too: converted once here rather than by every chunk's conv
+        weight_cl = weight.contiguous(memory_format=torch.channels_last)
         kh, kw = geo.kernel
         og = geo.out_per_group
 
@@ -181,7 +256,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
             for n, p0, p1 in chunks:
                 length = p1 - p0
                 # (4, dg, K, L) each
-                index, bilinear, _ = geo.bilinear(offsets, grid, n, p0, p1)
+                index, bilinear, _, _ = geo.bilinear(offsets, grid, n, p0, p1)
                 # order the samples (tap row, pixel, tap col), the 4
                 # neighbours innermost: the columns then form a
                 # (kh, L*kw) image and the GEMM is a kh×kw conv with
@@ -197,35 +272,35 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     cols = _sample(index[d].view(-1,
                                                  4), bilinear[d].view(-1, 4),
                                    x_rows)  # (kh*L*kw, Cp)
+                    # channels-last strides: oneDNN's output is too
                     image = cols.view(1, kh, length * kw,
                                       c1 - c0).permute(0, 3, 1, 2)
                     # (O/g, Cp, kh, kw)
-                    w_piece = weight[g * og:(g + 1) * og,
+                    w_piece = weight_cl[g * og:(g + 1) * og,
                                      c0 - g * geo.in_per_group:c1 -
                                      g * geo.in_per_group]
                     b_piece = None if bias is None or g in written \
                         else bias[g * og:(g + 1) * og]
                     # (1, O/g, 1, L)
                     y = F.conv2d(image, w_piece, b_piece, stride=(kh, kw))
-                    dst = out_rows[n, g * og:(g + 1) * og, p0:p1]
-                    if g in written:
-                        dst += y[0, :, 0]
-                    else:
-                        dst.copy_(y[0, :, 0])
+                    out.write(n, p0, p1, g, y[0, :, 0], add=g in written)
                     written.add(g)
 
         map_chunks(run, chunks, workers)
         ctx.geo = geo
         ctx.chunk_bytes = chunk_bytes
         ctx.has_bias = bias is not None
+        ctx.channels_last = channels_last
         ctx.save_for_backward(offset, weight, *rows)
-        return out
+        return out.tensor
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor):
         chunks, workers = _plan(ctx.geo, ctx.chunk_bytes,
                                 grad_output.element_size())
+        if ctx.needs_input_grad[0]:
+            _quiet_csr_warning()
         grads = DeformConv2dCPUFunction._backward(ctx, grad_output, chunks,
                                                   workers)
         return grads + (None, ) * 6
@@ -236,32 +311,21 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         offset, weight, *rows = ctx.saved_tensors
         need_input, need_offset, need_weight, need_bias = \
             ctx.needs_input_grad[:4]
-        need_samples = need_input or need_offset
         og = geo.out_per_group
         offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
         grid = geo.regular_grid(grad_output.dtype)  # (2, K, Ho*Wo)
         weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
-        grad_out = grad_output.contiguous().view(geo.batch, geo.out_channels,
-                                                 geo.out_pixels)
-        grad_rows = None
-        if need_input:
-            grad_rows = [torch.empty_like(r) for r in rows]
-
-            def zero(bands):
-                for r0, r1 in bands:
-                    for g_rows in grad_rows:
-                        g_rows[r0:r1].zero_()
-
-            map_chunks(
-                zero,
-                _bands(grad_rows[0].size(0), workers,
-                       sum(_nbytes(g) for g in grad_rows)), workers)
+        grad_out = _GradOutput(grad_output, geo)
+        grad_rows = [torch.zeros_like(r) for r in rows] if need_input \
+            else None
         grad_weights = [torch.zeros_like(w) for w in weights] \
             if need_weight else None
         # chunks overlap in the input rows they read and all add into the
         # weight gradient: summed in chunk order, whichever worker ran them
         accumulate = InOrderSum(grad_rows, grad_weights)
-        grad_offset = torch.empty_like(offset) if need_offset else None
+        grad_offset = torch.empty_like(
+            offset, memory_format=torch.contiguous_format) \
+            if need_offset else None
         grad_offsets = geo.offset_planes(grad_offset) if need_offset \
             else None
 
@@ -270,65 +334,38 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                 length = p1 - p0
                 chunk_weights = [None] * len(weights)  # [(O/g, K*Cp)]
                 chunk_rows = []  # [(piece, first row, (rows, Cp))]
-                index, bilinear, frac = geo.bilinear(offsets, grid, n, p0, p1)
-                # samples ordered (pixel, tap), the 4 neighbours innermost
-                index = index.permute(1, 3, 2, 0).contiguous()
-                bilinear = bilinear.permute(1, 3, 2, 0).contiguous()
-                # (dg, L, K, 4) each
+                index, bilinear, valid, frac = _sample_tables(
+                    geo, offsets, grid, n, p0, p1)  # (dg, L, K, 4)
                 grad_bilinear = torch.zeros_like(bilinear) if need_offset \
                     else None
                 for i, ((c0, c1, g, d), x_rows,
                         w_piece) in enumerate(zip(geo.pieces, rows, weights)):
-                    # (O/g, L)
-                    g_out = grad_out[n, g * og:(g + 1) * og, p0:p1]
+                    g_out = grad_out.rows(n, p0, p1, g)  # (L, O/g)
                     idx = index[d].view(-1, 4)  # (L*K, 4)
                     bil = bilinear[d].view(-1, 4)
-                    if not need_samples:
-                        cols = _sample(idx, bil, x_rows).view(length, -1)
-                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp)
-                        chunk_weights[i] = torch.mm(g_out, cols)
-                        continue
-                    hi = int(idx.max())
-                    if hi == 0:
-                        continue  # every sample of the chunk reads zeros
-                    # only rows [lo-1, hi] are read: gather from those, so
-                    # that embedding_bag's dense input gradient is
-                    # chunk-sized; neighbours that count as zero go to local
-                    # row 0 with weight 0
-                    lo = int(torch.where(idx > 0, idx, hi).min())
-                    local = (idx - (lo - 1)).clamp_(min=0)
-                    x_leaf = x_rows[lo - 1:hi + 1].detach()
-                    x_leaf.requires_grad_(need_input)
                     b_leaf = bil.detach().requires_grad_(need_offset)
                     with torch.enable_grad():
-                        cols = _sample(local, b_leaf, x_leaf)  # (L*K, Cp)
+                        cols = _sample(idx, b_leaf, x_rows)  # (L*K, Cp)
                     if need_weight:
+                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp)
                         chunk_weights[i] = torch.mm(
-                            g_out,
+                            g_out.t(),
                             cols.detach().view(length, -1))
+                    if not (need_input or need_offset):
+                        continue
                     # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
-                    grad_cols = torch.mm(g_out.t(), w_piece)
-                    leaves = [t for t in (x_leaf, b_leaf) if t.requires_grad]
-                    sample_grads = list(
-                        torch.autograd.grad(cols, leaves,
-                                            grad_cols.view_as(cols)))
-                    del cols, grad_cols
-                    if need_input:
-                        chunk_rows.append((i, lo - 1, sample_grads[0]))
+                    grad_cols = torch.mm(g_out, w_piece).view_as(cols)
                     if need_offset:
-                        grad_bilinear[d] += sample_grads[-1].view(
-                            length, geo.taps, 4)
+                        grad_bilinear[d] += torch.autograd.grad(
+                            cols, b_leaf, grad_cols)[0].view(
+                                length, geo.taps, 4)
+                    if need_input:
+                        chunk_rows.append(
+                            (i, *_scatter_rows(idx, bil, grad_cols)))
+                    del cols, grad_cols
                 if need_offset:
-                    # derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x);
-                    # neighbours that count as zero have no gradient
-                    grad_bilinear.masked_fill_(index == 0, 0)
-                    # (4, dg, K, L)
-                    gb = grad_bilinear.permute(3, 0, 2, 1).contiguous()
-                    ly, lx = frac  # (dg, K, L)
-                    grad_offsets[n, ..., 0, p0:p1] = \
-                        (gb[2] - gb[0]) * (1 - lx) + (gb[3] - gb[1]) * lx
-                    grad_offsets[n, ..., 1, p0:p1] = \
-                        (gb[1] - gb[0]) * (1 - ly) + (gb[3] - gb[2]) * ly
+                    _offset_grad(grad_bilinear, valid, frac,
+                                 grad_offsets[n, ..., p0:p1])
                 accumulate(chunk_id, chunk_weights, chunk_rows)
 
         map_chunks(run, list(enumerate(chunks)), workers)
@@ -336,7 +373,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
 
         grad_input = grad_weight = grad_bias = None
         if need_input:
-            grad_input = _from_channels_last_rows(grad_rows, geo, workers)
+            grad_input = _rows_to_input(grad_rows, geo, ctx.channels_last)
         if need_weight:
             grad_weight = torch.empty_like(weight)
             for i, (c0, c1, g, _) in enumerate(geo.pieces):
@@ -347,6 +384,87 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         if need_bias and ctx.has_bias:
             grad_bias = grad_output.sum((0, 2, 3))
         return grad_input, grad_offset, grad_weight, grad_bias
+
+
+def _offset_grad(grad_bilinear: Tensor, valid: Tensor, frac: Tensor,
+                 grad_offsets: Tensor) -> None:
+    """Offset gradient of one chunk from its bilinear-weight gradients.
+
+    Derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x); neighbours that
+    count as zero have none. ``grad_bilinear`` (dg, L, K, 4); ``valid``
+    (4, dg, K, L); ``frac`` (2, dg, K, L); writes ``grad_offsets``
+    (dg, K, 2, L).
+    """
+    # (4, dg, K, L)
+    gb = grad_bilinear.permute(3, 0, 2, 1).contiguous().masked_fill_(
+        ~valid, 0)
+    ly, lx = frac  # (dg, K, L)
+    grad_offsets[..., 0, :] = (gb[2] - gb[0]) * (1 - lx) + (gb[3] -
+                                                           gb[1]) * lx
+    grad_offsets[..., 1, :] = (gb[1] - gb[0]) * (1 - ly) + (gb[3] -
+                                                           gb[2]) * ly
+
+
+class _Output:
+    """The op's output in the input's memory format, written per chunk.
+
+    Channels-last: each chunk's GEMM output (channels-last itself) is
+    copied into its rows of pixels; otherwise into the channel planes.
+    """
+
+    def __init__(self, input: Tensor, geo: DeformGeometry,
+                 channels_last: bool) -> None:
+        self.geo, self.channels_last = geo, channels_last
+        if channels_last:
+            # allocated channels-last (an output that is a view of another
+            # tensor could not be modified in place, e.g. by ReLU)
+            self.tensor = torch.empty(
+                geo.batch, geo.out_channels, geo.out_h, geo.out_w,
+                dtype=input.dtype, memory_format=torch.channels_last)
+            self.rows = self.tensor.permute(0, 2, 3,
+                                            1).view(-1, geo.out_channels)
+        else:
+            self.tensor = input.new_empty(geo.batch, geo.out_channels,
+                                          geo.out_h, geo.out_w)
+            self.planes = self.tensor.view(geo.batch, geo.out_channels,
+                                           geo.out_pixels)
+
+    def write(self, n: int, p0: int, p1: int, g: int, y: Tensor,
+              add: bool) -> None:
+        """Write (or add) ``y`` (O/g, L) into the output pixels p0..p1 of
+        image n, channels of group g."""
+        og = self.geo.out_per_group
+        if self.channels_last:
+            first = n * self.geo.out_pixels
+            dst = self.rows[first + p0:first + p1, g * og:(g + 1) * og].t()
+        else:
+            dst = self.planes[n, g * og:(g + 1) * og, p0:p1]
+        if add:
+            dst += y
+        else:
+            dst.copy_(y)
+
+
+class _GradOutput:
+    """(L, O/g) views of the output gradient per chunk and group, in
+    whichever layout it arrives (channels-last: rows of pixels)."""
+
+    def __init__(self, grad_output: Tensor, geo: DeformGeometry) -> None:
+        self.geo = geo
+        self.channels_last = _is_channels_last(grad_output)
+        if self.channels_last:
+            self.data = grad_output.permute(0, 2, 3, 1).reshape(
+                -1, geo.out_channels)
+        else:
+            self.data = grad_output.contiguous().view(
+                geo.batch, geo.out_channels, geo.out_pixels)
+
+    def rows(self, n: int, p0: int, p1: int, g: int) -> Tensor:
+        og = self.geo.out_per_group
+        if self.channels_last:
+            first = n * self.geo.out_pixels
+            return self.data[first + p0:first + p1, g * og:(g + 1) * og]
+        return self.data[n, g * og:(g + 1) * og, p0:p1].t()
 
 
 def deform_conv2d_cpu(input: Tensor,
@@ -390,7 +508,9 @@ def deform_conv2d_cpu(input: Tensor,
     weight = weight.type_as(input)
     if bias is not None:
         bias = bias.type_as(input)
-    return DeformConv2dCPUFunction.apply(input.contiguous(),
+    if not _is_channels_last(input):
+        input = input.contiguous()
+    return DeformConv2dCPUFunction.apply(input,
                                          offset.contiguous(), weight, bias,
                                          _pair(stride), _pair(padding),
                                          _pair(dilation), groups,

@@ -130,6 +130,8 @@ class DeformGeometry:
         Eq. (2) with mmcv's boundary convention: a sample at (y, x) outside
         (-1, H) × (-1, W) is zero, otherwise each of its neighbours (y0, x0),
         (y0, x0+1), (y0+1, x0), (y0+1, x0+1) outside the map counts as zero.
+        Such a neighbour gets weight 0 and the row of the nearest pixel of
+        the map (so every index is a real row: no padding row is needed).
         Computed in planes (pixels innermost) so every op is a long
         contiguous loop.
 
@@ -138,10 +140,11 @@ class DeformGeometry:
             grid (Tensor): (2, K, Ho*Wo), see regular_grid.
 
         Returns:
-            index (4, dg, K, L) int32: rows of the channels-last input of
-                the 4 neighbours (row 0 is all zero, pixel (n, y, x) is row
-                1 + n*H*W + y*W + x); 0 for neighbours that count as zero.
-            weight (4, dg, K, L): bilinear weights, 0 where index is 0.
+            index (4, dg, K, L) int32: rows of the channels-last input
+                (pixel (n, y, x) is row n*H*W + y*W + x) of the 4 neighbours.
+            weight (4, dg, K, L): bilinear weights, 0 where not ``valid``.
+            valid (4, dg, K, L) bool: the neighbour is inside the map (and
+                its sample inside (-1, H) × (-1, W)).
             frac (2, dg, K, L): (y - y0, x - x0), for the offset gradient.
         """
         off = offsets[n, ..., p0:p1]  # (dg, K, 2, L)
@@ -158,16 +161,17 @@ class DeformGeometry:
         row0 = (y0 >= 0) & inside
         row1 = (y0 < self.height - 1) & inside
         col0, col1 = x0 >= 0, x0 < self.width - 1
-        invalid = ~torch.stack(
+        valid = torch.stack(
             [row0 & col0, row0 & col1, row1 & col0, row1 & col1])
         # bilinear weights (1-ly, ly) ⊗ (1-lx, lx)
         ly, lx = frac
         hy, hx = 1 - ly, 1 - lx
         weight = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx])
-        weight.masked_fill_(invalid, 0)
-        corner = torch.add(
-            x0, y0, alpha=self.width).add_(1 + n * self.height * self.width)
-        index = corner + corner.new_tensor([0, 1, self.width, self.width + 1
-                                            ]).view(4, 1, 1, 1)
-        index.masked_fill_(invalid, 0)
-        return index, weight, frac
+        weight.masked_fill_(~valid, 0)
+        # rows of the neighbours, clamped into the map
+        base = n * self.height * self.width
+        ys = torch.stack([y0, y0 + 1]).clamp_(0, self.height - 1)
+        xs = torch.stack([x0, x0 + 1]).clamp_(0, self.width - 1)
+        ys = ys.mul_(self.width).add_(base)
+        index = (ys[:, None] + xs[None]).view(4, *y0.shape)
+        return index, weight, valid, frac

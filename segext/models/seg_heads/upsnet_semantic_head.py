@@ -41,29 +41,36 @@ class _UpsampledNLL(torch.autograd.Function):
     gradients (each 517 MB for 133 classes at 1216x800): the output rows of
     ``band_rows`` source rows are upsampled at a time from those rows plus
     one on either side -- the rows bilinear sampling reads -- so each band
-    holds exactly the whole map's values. The backward recomputes each band
-    and adds the bands' input gradients in band order (deterministic).
+    holds exactly the whole map's values.
+
+    The forward keeps each pixel's log-sum-exp ``lse`` (one float per
+    pixel). The backward recomputes each band's logits ``z`` and writes the
+    gradient of ``nll = w_y (lse - z_y)`` directly: ``g · w_y · (exp(z -
+    lse) - onehot(y))`` (0 on ignored pixels), then applies the adjoint of
+    the upsampling and adds the bands' input gradients in band order
+    (deterministic).
     """
 
     @staticmethod
     def forward(ctx, logits: Tensor, labels: Tensor,
                 class_weight: Optional[Tensor], ignore_index: int,
                 band_rows: int) -> Tensor:
-        ctx.save_for_backward(logits, labels)
-        ctx.options = (class_weight, ignore_index)
-        ctx.band_rows = band_rows
         nll = logits.new_empty(labels.shape)  # (B, H, W)
+        lse = logits.new_empty(labels.shape)
         for rows, out_rows, crop in _upsample_bands(logits.shape[2],
                                                     band_rows):
-            nll[:, out_rows] = _band_nll(logits[:, :, rows], crop,
-                                         labels[:, out_rows], class_weight,
-                                         ignore_index)
+            nll[:, out_rows], lse[:, out_rows] = _band_nll(
+                logits[:, :, rows], crop, labels[:, out_rows], class_weight,
+                ignore_index)
+        ctx.save_for_backward(logits, labels, lse)
+        ctx.options = (class_weight, ignore_index)
+        ctx.band_rows = band_rows
         return nll
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_nll: Tensor):
-        logits, labels = ctx.saved_tensors
+        logits, labels, lse = ctx.saved_tensors
         class_weight, ignore_index = ctx.options
         b, c, h, w = logits.shape
         # the gradient of the edge-padded source (B, C, h + 2, w + 2), see
@@ -71,21 +78,32 @@ class _UpsampledNLL(torch.autograd.Function):
         grad_padded = logits.new_zeros(b, c, h + 2, w + 2)
         kernel = _upsample_adjoint_kernel(logits)
         for rows, out_rows, crop in _upsample_bands(h, ctx.band_rows):
-            with torch.no_grad():
-                band = _band_logits(logits[:, :, rows], crop)
-            with torch.enable_grad():
-                band.requires_grad_()
-                nll = F.cross_entropy(
-                    band, labels[:, out_rows].reshape(-1), class_weight,
-                    reduction='none', ignore_index=ignore_index)
-                grad, = torch.autograd.grad(
-                    nll, band, grad_nll[:, out_rows].reshape(-1))
+            band = _band_logits(logits[:, :, rows], crop)  # (N, C)
+            grad = _band_nll_grad(band, lse[:, out_rows].reshape(-1),
+                                  labels[:, out_rows].reshape(-1),
+                                  grad_nll[:, out_rows].reshape(-1),
+                                  class_weight, ignore_index)
             # (B, C, R, W) with channels-last strides
             grad = grad.view(b, -1, 4 * w, c).permute(0, 3, 1, 2)
             s0 = out_rows.start // 4
             grad_padded[:, :, s0:s0 + grad.shape[2] // 4 + 2] += F.conv2d(
                 grad, kernel, stride=4, padding=6, groups=c)
         return _unpad_adjoint(grad_padded), None, None, None, None
+
+
+def _band_nll_grad(band: Tensor, lse: Tensor, labels: Tensor,
+                   grad_nll: Tensor, class_weight: Optional[Tensor],
+                   ignore_index: int) -> Tensor:
+    """d(sum g · nll)/dz of one band, in place of ``band`` (N, C):
+    ``g · w_y · (softmax(z) - onehot(y))``, zero on ignored pixels."""
+    keep = labels != ignore_index
+    target = labels.masked_fill(~keep, 0)
+    scale = grad_nll * keep
+    if class_weight is not None:
+        scale = scale * class_weight[target]
+    grad = band.sub_(lse[:, None]).exp_().mul_(scale[:, None])
+    grad[torch.arange(len(target)), target] -= scale
+    return grad
 
 
 def _upsample_adjoint_kernel(like: Tensor) -> Tensor:
@@ -130,8 +148,8 @@ def _upsample_bands(height: int, band_rows: int):
 
 
 def _band_nll(rows: Tensor, crop: slice, labels: Tensor,
-              class_weight: Optional[Tensor], ignore_index: int) -> Tensor:
-    """Per-pixel CE ``(B, R, W)`` of one band.
+              class_weight: Optional[Tensor], ignore_index: int):
+    """Per-pixel CE ``(B, R, W)`` of one band, and the pixels' log-sum-exp.
 
     ``rows`` ``(B, C, n, w)`` are upsampled x4 (bilinear; the scale is 1/4
     exactly, as for the whole map, so sampling positions and weights are the
@@ -139,9 +157,13 @@ def _band_nll(rows: Tensor, crop: slice, labels: Tensor,
     against ``labels`` ``(B, R, W)``. Channels-last, so that the softmax
     runs over contiguous classes.
     """
-    return F.cross_entropy(
-        _band_logits(rows, crop), labels.reshape(-1), class_weight,
-        reduction='none', ignore_index=ignore_index).view(labels.shape)
+    band = _band_logits(rows, crop)  # (N, C)
+    log_p = F.log_softmax(band, dim=1)
+    nll = F.nll_loss(
+        log_p, labels.reshape(-1), class_weight, reduction='none',
+        ignore_index=ignore_index).view(labels.shape)
+    lse = (band[:, 0] - log_p[:, 0]).view(labels.shape)
+    return nll, lse
 
 
 def _band_logits(rows: Tensor, crop: slice) -> Tensor:
@@ -295,7 +317,9 @@ class UPSNetSemanticHead(BaseSemanticHead):
             raise ValueError(f'{type(self).__name__} uses {self.num_levels} '
                              f'FPN levels but got {len(x)}')
         # shared deformable sub-network on every level: (B, 128, H_l, W_l)
-        level_feats = [self.subnet(x[i]) for i in range(self.num_levels)]
+        level_feats = [
+            self._run_subnet(x[i]) for i in range(self.num_levels)
+        ]
         # upsample P3..P5 to P2's size and concatenate: (B, 512, H/4, W/4)
         size = level_feats[0].shape[-2:]
         seg_feats = torch.cat([level_feats[0]] + [
@@ -304,6 +328,20 @@ class UPSNetSemanticHead(BaseSemanticHead):
         ], dim=1)
         seg_preds = self.conv_logits(seg_feats)  # X: (B, T+S, H/4, W/4)
         return dict(seg_preds=seg_preds, seg_feats=seg_feats)
+
+    def _run_subnet(self, feat: Tensor) -> Tensor:
+        """The shared sub-network on one level, (B, C, H, W) in and out.
+
+        On CPU it runs in channels-last memory: segext's deformable conv
+        reads its input and writes its output as rows of pixels, so the
+        layers then pass tensors on without layout copies (plain convs run
+        channels-last in oneDNN as well); the result is returned in the
+        standard layout. Elsewhere (CUDA: mmcv's op) the standard layout.
+        """
+        if feat.device.type != 'cpu':
+            return self.subnet(feat)
+        return self.subnet(
+            feat.contiguous(memory_format=torch.channels_last)).contiguous()
 
     def loss(self, x: Tuple[Tensor],
              batch_data_samples: SampleList) -> Dict[str, Tensor]:

@@ -120,6 +120,42 @@ def test_chunk_boundaries(chunk_bytes):
         assert_close_rel(a, b, 1e-10, what)
 
 
+def _channels_last(case):
+    case = dict(case)
+    case['x'] = case['x'].contiguous(memory_format=torch.channels_last)
+    return case
+
+
+@pytest.mark.parametrize('name', ['plain', 'stride2', 'groups2_deform_groups4',
+                                  'far_offsets'])
+@pytest.mark.parametrize('chunk_bytes', [1, dc.DEFAULT_CHUNK_BYTES])
+def test_channels_last_input_matches_mmcv(name, chunk_bytes):
+    """A channels-last input is read in place (one piece) or per piece, and
+    gives a channels-last output and input gradient -- with mmcv's values
+    (its kernel run on the standard layout)."""
+    case = make_case(**CASES[name])
+    ours = out_and_grads(_channels_last(case), 'segext', chunk_bytes)
+    ref = out_and_grads(case, 'mmcv')
+    assert ours[0].is_contiguous(memory_format=torch.channels_last)
+    assert ours[1].is_contiguous(memory_format=torch.channels_last)
+    for a, b, what in zip(ours, ref, NAMES):
+        assert_close_rel(a, b, 1e-10, what)
+
+
+def test_channels_last_output_takes_inplace_ops():
+    """The output is a tensor of its own (not a view), so an in-place
+    activation after it (ConvModule's ReLU) keeps the custom backward."""
+    case = _channels_last(make_case(dtype=torch.float32))
+    x = case['x'].requires_grad_()
+    out = deform_conv2d_cpu(x, case['offset'], case['weight'], case['bias'],
+                            1, 1)
+    F.relu(out, inplace=True).sum().backward()
+    ref_x = case['x'].detach().contiguous().requires_grad_()
+    F.relu(deform_conv2d_cpu(ref_x, case['offset'], case['weight'],
+                             case['bias'], 1, 1)).sum().backward()
+    torch.testing.assert_close(x.grad, ref_x.grad)
+
+
 def test_matches_mmcv_float32_fpn_like():
     """float32 at a P5-like size: 1e-4 relative to each tensor's scale."""
     case = make_case(batch=2, cin=32, cout=16, size=(25, 38), scale=3.0,

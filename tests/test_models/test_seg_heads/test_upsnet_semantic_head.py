@@ -81,6 +81,29 @@ def test_one_shared_deformable_subnet():
     ]) == 2
 
 
+def test_cpu_subnet_runs_channels_last_with_the_same_result():
+    """On CPU the shared sub-network runs in channels-last memory (no layout
+    copies between the deformable layers) and hands back the standard
+    layout; values and gradients equal running it on NCHW tensors."""
+    head = build_head().double()
+    for m in head.modules():  # non-zero offsets, so sampling is exercised
+        if isinstance(m, DeformConv2dWithOffset):
+            torch.nn.init.normal_(m.conv_offset.weight, std=0.3)
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(2, C, 13, 17, generator=g, dtype=torch.float64)
+    grad = torch.randn(2, 8, 13, 17, generator=g, dtype=torch.float64)
+    results = []
+    for run in (head._run_subnet, head.subnet):
+        x = feat.clone().requires_grad_()
+        out = run(x)
+        assert out.is_contiguous()
+        params = list(head.subnet.parameters())
+        grads = torch.autograd.grad(out, [x] + params, grad)
+        results.append((out, ) + grads)
+    for ours, ref in zip(*results):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
 def test_offsets_start_at_zero_so_dcn_starts_as_a_conv():
     head = build_head()
     for m in head.modules():
