@@ -12,7 +12,7 @@ setup:
 demo: setup
 	$(PY) tools/main_job.py
 
-## UPSNet vs Panoptic FPN over 3 training seeds (same data, schedule,
+## UPSNet vs Panoptic FPN over 5 training seeds (same data, schedule,
 ## backbone, FPN, RoI heads); mean +- std and whether the gap beats the spread.
 compare: setup
 	$(PY) tools/analysis_tools/compare_panoptic.py $(COMPARE_ARGS)

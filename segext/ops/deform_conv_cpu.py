@@ -4,21 +4,29 @@ Deformable convolution v1 (Dai et al., ICCV 2017, eq. (1)-(2); geometry and
 sampling tables in :mod:`segext.ops.deform_geometry`) built from PyTorch
 ops. Output pixels are processed in chunks. Per chunk, the bilinear sampling
 of all K = kh·kw taps (eq. (2)) is ONE ``F.embedding_bag`` call — every
-sample is a bag of its 4 neighbours, gathered from a channels-last copy of
-the input (pixels as rows), with the bilinear weights as
-``per_sample_weights`` — and the sum over taps (eq. (1)) is ONE GEMM of those
-columns with the weight, run by oneDNN as a kh×kw conv with stride (kh, kw)
-over the columns laid out as a (kh, L·kw) image. The backward is a
-hand-written :class:`torch.autograd.Function`: it recomputes each chunk's
-columns (nothing of size K·C·H·W is kept between forward and backward), gets
-the weight and column gradients from two GEMMs, the input and
-bilinear-weight gradients from ``embedding_bag``'s backward, and the offset
-gradients from the derivatives of the bilinear weights.
+sample is a bag of its 4 neighbours, gathered from the input's pixels as
+rows (channels-last), with the bilinear weights as ``per_sample_weights`` —
+and the sum over taps (eq. (1)) is ONE GEMM of those columns with the
+weight, run by oneDNN as a kh×kw conv with stride (kh, kw) over the columns
+laid out as a (kh, L·kw) image. The backward is a hand-written
+:class:`torch.autograd.Function`: it recomputes each chunk's columns
+(nothing of size K·C·H·W is kept between forward and backward), gets the
+weight and column gradients from two GEMMs, the bilinear-weight gradients
+from ``embedding_bag``'s backward, the input gradient as the transposed
+sampling matrix (CSR) times the column gradients (:func:`_scatter_rows`),
+and the offset gradients from the derivatives of the bilinear weights.
+
+Memory layout: a channels-last input (``x.contiguous(memory_format=
+torch.channels_last)``) is read in place and gives a channels-last output
+and input gradient, so a stack of these layers (UPSNet's semantic head on
+CPU) passes tensors on without layout copies; a standard-layout input is
+copied to rows once per call and gets a standard-layout output, as
+``F.conv2d`` does.
 
 The boundary convention is mmcv's: a sample at (y, x) is zero when y <= -1,
 y >= H, x <= -1 or x >= W (and then has no offset gradient); otherwise each of
-its 4 neighbours outside the map counts as zero. Such neighbours read an extra
-all-zero row of the channels-last input with weight 0.
+its 4 neighbours outside the map counts as zero. Such neighbours get weight 0
+and the row of the nearest pixel of the map.
 
 Parallelism is over chunks, not inside ops (:mod:`segext.ops.chunk_threads`):
 worker threads, kept between calls, each run whole chunks on one intra-op
@@ -30,15 +38,16 @@ so it is deterministic (:class:`~segext.ops.chunk_threads.InOrderSum`).
 Peak extra memory (``chunk_bytes``: default 16 MiB; ``T``: torch's intra-op
 thread count):
 
-* a channels-last copy of the input, kept for the backward (+1 zero row);
+* a channels-last copy of a standard-layout input, kept for the backward
+  (none for a channels-last input);
 * per worker thread, in forward: the chunk's columns (<= ``chunk_bytes``),
   its (O, L) GEMM output and sampling tables (< 100 bytes per sample, i.e.
   per output pixel, tap and deformable group);
 * per worker thread, in backward: the columns and their gradient
-  (2 × ``chunk_bytes``), ``embedding_bag``'s input gradient for the rows the
-  chunk reads, and a weight-sized gradient (the last two wait while an
-  earlier chunk is still running); plus one input-sized gradient
-  accumulator for the whole call.
+  (2 × ``chunk_bytes``), the sparse sampling matrix (about 100 bytes per
+  sample), the input gradient of the rows the chunk reads, and a
+  weight-sized gradient (the last two wait while an earlier chunk is still
+  running); plus one input-sized gradient accumulator for the whole call.
 
 So about ``T × 2 × chunk_bytes`` + 2 × input size at most, independent of
 K·C·H·W; mmcv's kernel allocates K·C·H_out·W_out·B floats of columns per
@@ -193,8 +202,9 @@ def _scatter_rows(index: Tensor, weight: Tensor,
     crow = perm.new_zeros(hi - lo + 2)
     torch.cumsum(torch.bincount(key, minlength=hi - lo + 1), 0, out=crow[1:])
     sampling_t = torch.sparse_csr_tensor(
-        crow, perm.div(4, rounding_mode='floor'),
-        weight.reshape(-1)[perm], (hi - lo + 1, grad.size(0)),
+        crow, perm >> 2,  # the sample of each entry (4 per sample)
+        weight.reshape(-1).index_select(0, perm),
+        (hi - lo + 1, grad.size(0)),
         check_invariants=False)
     return lo, torch.sparse.mm(sampling_t, grad)
 
