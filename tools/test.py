@@ -13,6 +13,7 @@ import sys
 from mmengine.config import DictAction  # noqa: E402
 
 import segext  # noqa: E402,F401
+from segext.engine.dist import destroy_cpu_process_group  # noqa: E402
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
 from segext.utils.state_dict_check import check_state_dict  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
@@ -153,6 +154,9 @@ def main(argv=None):
     with user_errors_to_exit('test', 'while testing', only=(
             FileNotFoundError, UserInputError)):
         runner.test()
+    # a finished multi-process CPU run: close gloo before the interpreter
+    # exits (it can abort the process otherwise, see the function)
+    destroy_cpu_process_group()
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 import segext  # noqa: E402,F401  (registers modules)
 from segext.engine import NonFiniteTrainingError  # noqa: E402
+from segext.engine.dist import destroy_cpu_process_group  # noqa: E402
 from segext.utils.cli import build_runner, user_errors_to_exit  # noqa: E402
 from segext.utils.config_check import check_training_config  # noqa: E402
 from segext.utils.config import (UserInputError, apply_common_overrides,  # noqa: E402
@@ -123,6 +124,9 @@ def main(argv=None):
             FileNotFoundError, UserInputError, URLError,
             NonFiniteTrainingError)):
         runner.train()
+    # a finished multi-process CPU run: close gloo before the interpreter
+    # exits (it can abort the process otherwise, see the function)
+    destroy_cpu_process_group()
 
 
 if __name__ == '__main__':

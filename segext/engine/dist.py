@@ -22,7 +22,10 @@ from mmengine.logging import print_log
 from torch import distributed as torch_dist
 from torch import multiprocessing as mp
 
-__all__ = ['no_accelerator', 'cpu_backend', 'init_cpu_process_group']
+__all__ = [
+    'no_accelerator', 'cpu_backend', 'init_cpu_process_group',
+    'destroy_cpu_process_group'
+]
 
 #: backends that need an accelerator; mapped to gloo on CPU
 _ACCEL_BACKENDS = ('nccl', 'hccl', 'cncl', 'mccl', 'smddp')
@@ -95,4 +98,25 @@ def init_cpu_process_group(launcher: str, backend: str = 'nccl',
         mp.set_start_method('spawn')  # as init_dist does
     _LAUNCHER_ENV[launcher](port=port)
     torch_dist.init_process_group(backend=cpu_backend(backend), **kwargs)
+    return True
+
+
+def destroy_cpu_process_group() -> bool:
+    """Destroy the default gloo process group, if any, at the end of a run.
+
+    PyTorch's documented shutdown ("call destroy_process_group() near the
+    end of main()"); mmengine 0.10.7 never calls it. Without it gloo's
+    worker threads can outlive the interpreter, and a finished run aborts
+    at exit now and then ("terminate called without an active exception",
+    SIGABRT, exit code != 0; pytorch/pytorch#190489). segext's
+    ``tools/train.py`` and ``tools/test.py`` call this after the run. Only
+    gloo groups are destroyed: an NCCL group (GPUs) is left as upstream
+    leaves it. Returns whether a group was destroyed. Can go when mmengine
+    or torch destroy the group at exit.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return False
+    if torch_dist.get_backend() != 'gloo':
+        return False
+    torch_dist.destroy_process_group()
     return True

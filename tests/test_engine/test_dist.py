@@ -160,3 +160,27 @@ def test_cpu_model_wrapper_cfg():
     assert cpu_model_wrapper_cfg(dict(type='OwnDDP')) == dict(
         type='OwnDDP', device_ids=None)  # a user's DDP: kept, on the CPU
     assert 'device_ids' not in cpu_model_wrapper_cfg(dict(type='NotDDP'))
+
+
+def test_a_finished_cpu_run_destroys_its_gloo_group(clean_env, tmp_path):
+    """tools/train.py and tools/test.py end a run with
+    destroy_cpu_process_group: a gloo group is destroyed (gloo's threads
+    otherwise can abort the process at exit), nothing else is touched."""
+    from segext.engine.dist import destroy_cpu_process_group
+    assert not destroy_cpu_process_group()  # no group: nothing to do
+    runner = _runner(clean_env, tmp_path, 'pytorch', max_iters=1)
+    runner.train()
+    assert torch_dist.is_initialized()
+    assert destroy_cpu_process_group()
+    assert not torch_dist.is_initialized()
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_the_tools_close_the_group_after_the_run(tool):
+    """Both tools call it after the runner's train() / test() (read from
+    their source: a 2-process run of each is in test_dist_train.py)."""
+    src = open(osp.join(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))), 'tools', f'{tool}.py')).read()
+    body = src[src.index('def main('):]
+    assert body.index(f'runner.{tool}()') < body.index(
+        'destroy_cpu_process_group()')
