@@ -155,7 +155,9 @@ def main(argv=None):
             FileNotFoundError, UserInputError)):
         runner.test()
     # a finished multi-process CPU run: close gloo before the interpreter
-    # exits (it can abort the process otherwise, see the function)
+    # exits (it can abort the process otherwise, see the function); the
+    # runner's DDP wrapper holds the group, so it goes first
+    del runner
     destroy_cpu_process_group()
 
 

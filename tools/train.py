@@ -125,7 +125,9 @@ def main(argv=None):
             NonFiniteTrainingError)):
         runner.train()
     # a finished multi-process CPU run: close gloo before the interpreter
-    # exits (it can abort the process otherwise, see the function)
+    # exits (it can abort the process otherwise, see the function); the
+    # runner's DDP wrapper holds the group, so it goes first
+    del runner
     destroy_cpu_process_group()
 
 

@@ -14,6 +14,7 @@ device calls.  Remove when mmengine supports CPU DDP (not up to 0.10.7).
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import subprocess
 
@@ -109,7 +110,11 @@ def destroy_cpu_process_group() -> bool:
     worker threads can outlive the interpreter, and a finished run aborts
     at exit now and then ("terminate called without an active exception",
     SIGABRT, exit code != 0; pytorch/pytorch#190489). segext's
-    ``tools/train.py`` and ``tools/test.py`` call this after the run. Only
+    ``tools/train.py`` and ``tools/test.py`` call this after the run, once
+    they have dropped the runner (its DDP wrapper and reducer hold the
+    group, whose threads are joined only when its last reference goes): a
+    barrier (no rank closes its connections while another still talks to
+    it), then the destroy. Only
     gloo groups are destroyed: an NCCL group (GPUs) is left as upstream
     leaves it. Returns whether a group was destroyed. Can go when mmengine
     or torch destroy the group at exit.
@@ -118,5 +123,10 @@ def destroy_cpu_process_group() -> bool:
         return False
     if torch_dist.get_backend() != 'gloo':
         return False
+    # every rank done communicating before any rank tears its pairs down
+    torch_dist.barrier()
+    # the group's C++ object (and its threads) goes only with its last
+    # reference: the caller drops its runner (DDP holds the group) first
+    gc.collect()
     torch_dist.destroy_process_group()
     return True
