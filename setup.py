@@ -78,7 +78,7 @@ if __name__ == '__main__':
         python_requires='>=3.8',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
         include_package_data=True,
-        package_data={'segext': ['.mim/**/*', '.mim/*']},
+        package_data={'segext': ['.mim/**/*', '.mim/*', 'ops/csrc/*.cpp']},
         install_requires=read_requirements('runtime.txt'),
         extras_require={'tests': read_requirements('tests.txt')},
         license='Apache License 2.0',

@@ -2,7 +2,10 @@
 
 * :mod:`.deform_conv_cpu`: segext's CPU DCN v1 (forward/backward, chunking,
   ordered gradient sums), with :mod:`.deform_geometry` (shapes, sampling
-  tables) and :mod:`.chunk_threads` (worker threads, in-order sums);
+  tables), :mod:`.deform_sampling` (one chunk's bilinear sampling: C++
+  kernels built by :mod:`.native_build`, or PyTorch ops),
+  :mod:`.onednn_matmul` (float32 GEMMs on oneDNN) and
+  :mod:`.chunk_threads` (worker threads, in-order sums);
 * :mod:`.deform_conv_mmcv`: mmcv's compiled kernel + a bias;
 * :mod:`.tracing`: whether a graph is being recorded (trace/export).
 

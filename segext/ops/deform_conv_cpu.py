@@ -1,20 +1,19 @@
-"""segext's CPU DCN v1 op: chunked gather (``embedding_bag``) + GEMM.
+"""segext's CPU DCN v1 op: chunked bilinear sampling + GEMM.
 
-Deformable convolution v1 (Dai et al., ICCV 2017, eq. (1)-(2); geometry and
-sampling tables in :mod:`segext.ops.deform_geometry`) built from PyTorch
-ops. Output pixels are processed in chunks. Per chunk, the bilinear sampling
-of all K = kh·kw taps (eq. (2)) is ONE ``F.embedding_bag`` call — every
-sample is a bag of its 4 neighbours, gathered from the input's pixels as
-rows (channels-last), with the bilinear weights as ``per_sample_weights`` —
-and the sum over taps (eq. (1)) is ONE GEMM of those columns with the
-weight, run by oneDNN as a kh×kw conv with stride (kh, kw) over the columns
-laid out as a (kh, L·kw) image. The backward is a hand-written
+Deformable convolution v1 (Dai et al., ICCV 2017, eq. (1)-(2); geometry in
+:mod:`segext.ops.deform_geometry`). Output pixels are processed in chunks.
+Per chunk, the bilinear sampling of all K = kh·kw taps (eq. (2)) builds the
+chunk's columns ``(L·K, C)`` from the input's pixels as rows (channels-last)
+-- segext's C++ kernel, or ``F.embedding_bag`` where it cannot be built
+(:mod:`segext.ops.deform_sampling`) -- and the sum over taps (eq. (1)) is
+ONE GEMM of those columns with the weight (oneDNN's matmul for float32,
+:mod:`segext.ops.onednn_matmul`). The backward is a hand-written
 :class:`torch.autograd.Function`: it recomputes each chunk's columns
 (nothing of size K·C·H·W is kept between forward and backward), gets the
-weight and column gradients from two GEMMs, the bilinear-weight gradients
-from ``embedding_bag``'s backward, the input gradient as the transposed
-sampling matrix (CSR) times the column gradients (:func:`_scatter_rows`),
-and the offset gradients from the derivatives of the bilinear weights.
+weight and column gradients from two GEMMs, and the input and offset
+gradients from the adjoint of the sampling (one pass of the C++ kernel:
+per sample and neighbour a dot product -- the bilinear weight's gradient
+-- and a weighted add into the input rows it read).
 
 Memory layout: a channels-last input (``x.contiguous(memory_format=
 torch.channels_last)``) is read in place and gives a channels-last output
@@ -40,30 +39,34 @@ thread count):
 
 * a channels-last copy of a standard-layout input, kept for the backward
   (none for a channels-last input);
-* per worker thread, in forward: the chunk's columns (<= ``chunk_bytes``),
-  its (O, L) GEMM output and sampling tables (< 100 bytes per sample, i.e.
-  per output pixel, tap and deformable group);
+* per worker thread, in forward: the chunk's columns (<= ``chunk_bytes``;
+  on the C++ path a buffer each thread keeps for its next calls),
+  its (L, O) GEMM output (and, on the PyTorch path only, sampling tables
+  of < 100 bytes per sample, i.e. per output pixel, tap and deformable
+  group);
 * per worker thread, in backward: the columns and their gradient
-  (2 × ``chunk_bytes``), the sparse sampling matrix (about 100 bytes per
-  sample), the input gradient of the rows the chunk reads, and a
+  (2 × ``chunk_bytes``), the input gradient of the rows the chunk reads, and a
   weight-sized gradient (the last two wait while an earlier chunk is still
-  running); plus one input-sized gradient accumulator for the whole call.
+  running); the PyTorch path also a sparse sampling matrix (about 100
+  bytes per sample); plus one input-sized gradient accumulator for the
+  whole call.
 
 So about ``T × 2 × chunk_bytes`` + 2 × input size at most, independent of
 K·C·H·W; mmcv's kernel allocates K·C·H_out·W_out·B floats of columns per
 call.
 """
-import warnings
 from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
 from .chunk_threads import InOrderSum, map_chunks, num_workers
 from .deform_geometry import MIN_SPLIT_BYTES, DeformGeometry
+from .deform_sampling import (chunk_sampling, native_sampling_available,
+                              quiet_csr_warning)
+from .onednn_matmul import mm_nt
 
 __all__ = [
     'CPU_DTYPES', 'DEFAULT_CHUNK_BYTES', 'DeformConv2dCPUFunction',
@@ -158,57 +161,6 @@ def _weight_pieces(weight: Tensor, geo: DeformGeometry) -> List[Tensor]:
     return pieces
 
 
-def _sample(index: Tensor, weight: Tensor, rows: Tensor) -> Tensor:
-    """Columns (S, Cp): each sample the weighted sum of its 4 rows."""
-    return F.embedding_bag(index, rows, per_sample_weights=weight, mode='sum')
-
-
-_CSR_WARNING = 'Sparse CSR tensor support is in beta state'
-_CSR_WARNED = False
-
-
-def _quiet_csr_warning() -> None:
-    """Let torch's one-time "CSR is beta" warning fire here, silenced.
-
-    torch warns once per process when the first CSR tensor is built; that
-    would land in users' training logs. Called from the op's calling thread
-    before its workers start, it is caught here and never shown (no global
-    warning filter is installed).
-    """
-    global _CSR_WARNED
-    if not _CSR_WARNED:
-        with warnings.catch_warnings():
-            warnings.filterwarnings('ignore', message=_CSR_WARNING)
-            torch.sparse_csr_tensor(
-                torch.zeros(2, dtype=torch.long),
-                torch.zeros(0, dtype=torch.long),
-                torch.zeros(0), (1, 1), check_invariants=False)
-        _CSR_WARNED = True
-
-
-def _scatter_rows(index: Tensor, weight: Tensor,
-                  grad: Tensor) -> Tuple[int, Tensor]:
-    """Adjoint of :func:`_sample`: the gradient of the rows it read.
-
-    The samples' gradients ``grad`` (S, Cp), weighted, are summed into the
-    rows ``lo..hi`` they read, as one sparse (rows × samples) × dense
-    product: the transposed sampling matrix in CSR, its entries sorted by
-    row (stable, so each row sums its samples in sample order --
-    deterministic). Returns ``(lo, (hi - lo + 1, Cp))``.
-    """
-    flat = index.reshape(-1)
-    lo, hi = int(flat.min()), int(flat.max())
-    key, perm = torch.sort(flat - lo, stable=True)
-    crow = perm.new_zeros(hi - lo + 2)
-    torch.cumsum(torch.bincount(key, minlength=hi - lo + 1), 0, out=crow[1:])
-    sampling_t = torch.sparse_csr_tensor(
-        crow, perm >> 2,  # the sample of each entry (4 per sample)
-        weight.reshape(-1).index_select(0, perm),
-        (hi - lo + 1, grad.size(0)),
-        check_invariants=False)
-    return lo, torch.sparse.mm(sampling_t, grad)
-
-
 def _plan(geo: DeformGeometry, chunk_bytes: int,
           itemsize: int) -> Tuple[list, int]:
     """Chunks and worker threads for one call.
@@ -223,21 +175,11 @@ def _plan(geo: DeformGeometry, chunk_bytes: int,
     return chunks, 1 if len(chunks) == 1 else workers
 
 
-def _sample_tables(geo: DeformGeometry, offsets: Tensor, grid: Tensor,
-                   n: int, p0: int, p1: int):
-    """The chunk's sampling tables ordered (dg, pixel, tap, neighbour):
-    ``index`` and ``weight`` (dg, L, K, 4); ``valid`` and ``frac`` as
-    :meth:`DeformGeometry.bilinear` returns them."""
-    index, weight, valid, frac = geo.bilinear(offsets, grid, n, p0, p1)
-    return (index.permute(1, 3, 2, 0).contiguous(),
-            weight.permute(1, 3, 2, 0).contiguous(), valid, frac)
-
-
 class DeformConv2dCPUFunction(torch.autograd.Function):
-    """segext's CPU DCN v1: chunked gather (``embedding_bag``) + GEMM.
+    """segext's CPU DCN v1: chunked bilinear sampling + GEMM.
 
     Parallelism is over chunks: as many worker threads as torch's intra-op
-    thread count, each running whole chunks (sampling tables, gather, GEMM)
+    thread count, each running whole chunks (sampling, GEMM)
     on a single intra-op thread of its own
     (:func:`~segext.ops.chunk_threads.map_chunks`); one chunk runs in the
     calling thread (:func:`_plan`).
@@ -252,48 +194,27 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                              deform_groups)
         chunks, workers = _plan(geo, chunk_bytes, input.element_size())
         channels_last = _is_channels_last(input)
-        offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
+        geo.offset_planes(offset)  # checks the shape
         grid = geo.regular_grid(input.dtype)  # (2, K, Ho*Wo)
         rows = _input_rows(input, geo, workers)  # [(B*H*W, Cp)]
         out = _Output(input, geo, channels_last)
-        # the GEMM's input is channels-last, so oneDNN wants the weight so
-        # too: converted once here rather than by every chunk's conv
-        weight_cl = weight.contiguous(memory_format=torch.channels_last)
-        kh, kw = geo.kernel
+        weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
+        native = native_sampling_available()
         og = geo.out_per_group
 
         def run(chunks):
             for n, p0, p1 in chunks:
-                length = p1 - p0
-                # (4, dg, K, L) each
-                index, bilinear, _, _ = geo.bilinear(offsets, grid, n, p0, p1)
-                # order the samples (tap row, pixel, tap col), the 4
-                # neighbours innermost: the columns then form a
-                # (kh, L*kw) image and the GEMM is a kh×kw conv with
-                # stride (kh, kw) -> (1, L), which oneDNN runs faster
-                # than a plain GEMM of that shape
-                index = index.view(4, geo.deform_groups, kh, kw,
-                                   length).permute(1, 2, 4, 3, 0).contiguous()
-                bilinear = bilinear.view(4, geo.deform_groups, kh, kw,
-                                         length).permute(1, 2, 4, 3,
-                                                         0).contiguous()
+                sampling = chunk_sampling(geo, offset, grid, n, p0, p1,
+                                          native)
                 written = set()
-                for (c0, c1, g, d), x_rows in zip(geo.pieces, rows):
-                    cols = _sample(index[d].view(-1,
-                                                 4), bilinear[d].view(-1, 4),
-                                   x_rows)  # (kh*L*kw, Cp)
-                    # channels-last strides: oneDNN's output is too
-                    image = cols.view(1, kh, length * kw,
-                                      c1 - c0).permute(0, 3, 1, 2)
-                    # (O/g, Cp, kh, kw)
-                    w_piece = weight_cl[g * og:(g + 1) * og,
-                                     c0 - g * geo.in_per_group:c1 -
-                                     g * geo.in_per_group]
+                for (c0, c1, g, d), x_rows, w_piece in zip(
+                        geo.pieces, rows, weights):
+                    cols = sampling.columns(d, x_rows)  # (L*K, Cp)
                     b_piece = None if bias is None or g in written \
                         else bias[g * og:(g + 1) * og]
-                    # (1, O/g, 1, L)
-                    y = F.conv2d(image, w_piece, b_piece, stride=(kh, kw))
-                    out.write(n, p0, p1, g, y[0, :, 0], add=g in written)
+                    # (L, O/g) = (L, K*Cp) @ (K*Cp, O/g), eq. (1)
+                    y = mm_nt(cols.view(p1 - p0, -1), w_piece, b_piece)
+                    out.write(n, p0, p1, g, y, add=g in written)
                     written.add(g)
 
         map_chunks(run, chunks, workers)
@@ -309,8 +230,8 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         chunks, workers = _plan(ctx.geo, ctx.chunk_bytes,
                                 grad_output.element_size())
-        if ctx.needs_input_grad[0]:
-            _quiet_csr_warning()
+        if ctx.needs_input_grad[0] and not native_sampling_available():
+            quiet_csr_warning()
         grads = DeformConv2dCPUFunction._backward(ctx, grad_output, chunks,
                                                   workers)
         return grads + (None, ) * 6
@@ -322,9 +243,10 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         need_input, need_offset, need_weight, need_bias = \
             ctx.needs_input_grad[:4]
         og = geo.out_per_group
-        offsets = geo.offset_planes(offset)  # (B, dg, K, 2, Ho*Wo)
+        native = native_sampling_available()
         grid = geo.regular_grid(grad_output.dtype)  # (2, K, Ho*Wo)
         weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
+        weights_t = [w.t().contiguous() for w in weights]  # [(K*Cp, O/g)]
         grad_out = _GradOutput(grad_output, geo)
         grad_rows = [torch.zeros_like(r) for r in rows] if need_input \
             else None
@@ -333,49 +255,38 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         # chunks overlap in the input rows they read and all add into the
         # weight gradient: summed in chunk order, whichever worker ran them
         accumulate = InOrderSum(grad_rows, grad_weights)
-        grad_offset = torch.empty_like(
+        # zeros: pieces sharing a deformable group add into it
+        grad_offset = torch.zeros_like(
             offset, memory_format=torch.contiguous_format) \
             if need_offset else None
-        grad_offsets = geo.offset_planes(grad_offset) if need_offset \
-            else None
 
         def run(chunks):
             for chunk_id, (n, p0, p1) in chunks:
                 length = p1 - p0
                 chunk_weights = [None] * len(weights)  # [(O/g, K*Cp)]
                 chunk_rows = []  # [(piece, first row, (rows, Cp))]
-                index, bilinear, valid, frac = _sample_tables(
-                    geo, offsets, grid, n, p0, p1)  # (dg, L, K, 4)
-                grad_bilinear = torch.zeros_like(bilinear) if need_offset \
-                    else None
+                sampling = chunk_sampling(geo, offset, grid, n, p0, p1,
+                                          native, for_backward=need_offset)
                 for i, ((c0, c1, g, d), x_rows,
-                        w_piece) in enumerate(zip(geo.pieces, rows, weights)):
+                        w_piece_t) in enumerate(zip(geo.pieces, rows,
+                                                    weights_t)):
                     g_out = grad_out.rows(n, p0, p1, g)  # (L, O/g)
-                    idx = index[d].view(-1, 4)  # (L*K, 4)
-                    bil = bilinear[d].view(-1, 4)
-                    b_leaf = bil.detach().requires_grad_(need_offset)
-                    with torch.enable_grad():
-                        cols = _sample(idx, b_leaf, x_rows)  # (L*K, Cp)
+                    # recomputed: nothing K*C*H*W-sized is kept from forward
+                    cols = sampling.columns(d, x_rows)  # (L*K, Cp)
                     if need_weight:
                         # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp)
-                        chunk_weights[i] = torch.mm(
-                            g_out.t(),
-                            cols.detach().view(length, -1))
+                        chunk_weights[i] = mm_nt(g_out.t(),
+                                                 cols.view(length, -1).t())
                     if not (need_input or need_offset):
                         continue
                     # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)
-                    grad_cols = torch.mm(g_out, w_piece).view_as(cols)
-                    if need_offset:
-                        grad_bilinear[d] += torch.autograd.grad(
-                            cols, b_leaf, grad_cols)[0].view(
-                                length, geo.taps, 4)
-                    if need_input:
-                        chunk_rows.append(
-                            (i, *_scatter_rows(idx, bil, grad_cols)))
+                    grad_cols = mm_nt(g_out, w_piece_t).view_as(cols)
+                    row_grad = sampling.backward(d, x_rows, grad_cols,
+                                                 need_input, grad_offset)
+                    if row_grad is not None:
+                        chunk_rows.append((i, *row_grad))
                     del cols, grad_cols
-                if need_offset:
-                    _offset_grad(grad_bilinear, valid, frac,
-                                 grad_offsets[n, ..., p0:p1])
+                sampling.finish(grad_offset)
                 accumulate(chunk_id, chunk_weights, chunk_rows)
 
         map_chunks(run, list(enumerate(chunks)), workers)
@@ -394,25 +305,6 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         if need_bias and ctx.has_bias:
             grad_bias = grad_output.sum((0, 2, 3))
         return grad_input, grad_offset, grad_weight, grad_bias
-
-
-def _offset_grad(grad_bilinear: Tensor, valid: Tensor, frac: Tensor,
-                 grad_offsets: Tensor) -> None:
-    """Offset gradient of one chunk from its bilinear-weight gradients.
-
-    Derivatives of (1-ly, ly) ⊗ (1-lx, lx) w.r.t. (y, x); neighbours that
-    count as zero have none. ``grad_bilinear`` (dg, L, K, 4); ``valid``
-    (4, dg, K, L); ``frac`` (2, dg, K, L); writes ``grad_offsets``
-    (dg, K, 2, L).
-    """
-    # (4, dg, K, L)
-    gb = grad_bilinear.permute(3, 0, 2, 1).contiguous().masked_fill_(
-        ~valid, 0)
-    ly, lx = frac  # (dg, K, L)
-    grad_offsets[..., 0, :] = (gb[2] - gb[0]) * (1 - lx) + (gb[3] -
-                                                           gb[1]) * lx
-    grad_offsets[..., 1, :] = (gb[1] - gb[0]) * (1 - ly) + (gb[3] -
-                                                           gb[2]) * ly
 
 
 class _Output:
@@ -441,14 +333,14 @@ class _Output:
 
     def write(self, n: int, p0: int, p1: int, g: int, y: Tensor,
               add: bool) -> None:
-        """Write (or add) ``y`` (O/g, L) into the output pixels p0..p1 of
+        """Write (or add) ``y`` (L, O/g) into the output pixels p0..p1 of
         image n, channels of group g."""
         og = self.geo.out_per_group
         if self.channels_last:
             first = n * self.geo.out_pixels
-            dst = self.rows[first + p0:first + p1, g * og:(g + 1) * og].t()
+            dst = self.rows[first + p0:first + p1, g * og:(g + 1) * og]
         else:
-            dst = self.planes[n, g * og:(g + 1) * og, p0:p1]
+            dst = self.planes[n, g * og:(g + 1) * og, p0:p1].t()
         if add:
             dst += y
         else:

@@ -8,9 +8,12 @@ Prints medians over interleaved repeats, and ratios:
    plain convs of the same shape, i.e. on a twin built with
    ``semantic_head.conv_cfg=None`` -- the FLOP ratio, the time ratio of the
    forward and of forward + backward (semantic losses included), and the
-   efficiency ``time ratio / FLOP ratio`` (issue 13: target <= 1.15); the
-   whole models' inference and train-step ratios beside it, all interleaved
-   in one run;
+   efficiency ``time ratio / FLOP ratio`` (issue 13: target <= 1.15), and
+   the same for the twin itself (UPSNet with plain convs: what is left when
+   the deformable layers cost what plain convs do, i.e. the rest of the
+   head -- full-resolution ``L_sem``, concatenation, RoI loss); the whole
+   models' inference and train-step ratios beside it, all interleaved in
+   one run;
 1. whole models with the same R50-FPN backbone (COCO configs, 133 classes) at
    800x1216 and at the toy configs' size (256x192): inference time with a
    breakdown (features, RPN, RoI heads, semantic head, panoptic fusion) and a
@@ -300,7 +303,7 @@ def dense_steps(models, img, samples, whole=True):
 
 DENSE_HEADER = ('| image | part | pass | P-FPN GMACs | UPSNet GMACs | '
                 'FLOP ratio | P-FPN s | UPSNet s | time ratio | '
-                'efficiency | runs |')
+                'efficiency | plain-conv twin s | twin efficiency | runs |')
 
 
 def bench_dense(args):
@@ -321,9 +324,13 @@ def bench_dense(args):
         gmacs = (dense_gmacs(models['panoptic_fpn'], img),
                  dense_gmacs(twin, img))
         flop_ratio = gmacs[1] / gmacs[0]
-        res = dcn_bench.measure(
-            dense_steps(models, img, samples, not args.no_whole),
-            args.repeats, max_seconds=float("inf"), warmup_below=float("inf"))
+        steps = dense_steps(models, img, samples, not args.no_whole)
+        # the twin's dense part too: what UPSNet would take if its
+        # deformable layers cost what plain convs do
+        steps.update(dense_steps({'twin': twin}, img, samples, whole=False))
+        res = dcn_bench.measure(steps, args.repeats,
+                                max_seconds=float("inf"),
+                                warmup_below=float("inf"))
         for _, part, kind in [k for k in res if k[0] == 'upsnet']:
             t_pf, t_up = (res[n, part, kind]['s'] for n in models)
             time_ratio = t_up / t_pf
@@ -331,9 +338,15 @@ def bench_dense(args):
             flops = (f'{gmacs[0]:.1f} | {gmacs[1]:.1f} | {flop_ratio:.3f}'
                      if dense else '- | - | -')
             eff = f'**{time_ratio / flop_ratio:.2f}**' if dense else '-'
-            runs = '/'.join(str(res[n, part, kind]['runs']) for n in models)
+            names = list(models) + (['twin'] if dense else [])
+            runs = '/'.join(str(res[n, part, kind]['runs']) for n in names)
+            twin_cols = '- | -'
+            if dense:
+                t_tw = res['twin', part, kind]['s']
+                twin_cols = f'{t_tw:.3f} | {t_tw / t_pf / flop_ratio:.2f}'
             print(f'| {size_s} | {part} | {kind} | {flops} | {t_pf:.3f} | '
-                  f'{t_up:.3f} | {time_ratio:.3f} | {eff} | {runs} |',
+                  f'{t_up:.3f} | {time_ratio:.3f} | {eff} | {twin_cols} | '
+                  f'{runs} |',
                   flush=True)
 
 

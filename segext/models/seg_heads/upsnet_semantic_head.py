@@ -75,7 +75,11 @@ class _UpsampledNLL(torch.autograd.Function):
         b, c, h, w = logits.shape
         # the gradient of the edge-padded source (B, C, h + 2, w + 2), see
         # _upsample_adjoint
-        grad_padded = logits.new_zeros(b, c, h + 2, w + 2)
+        grad_padded = torch.empty(
+            (b, c, h + 2, w + 2),
+            dtype=logits.dtype,
+            device=logits.device,
+            memory_format=_memory_format(logits)).zero_()
         kernel = _upsample_adjoint_kernel(logits)
         for rows, out_rows, crop in _upsample_bands(h, ctx.band_rows):
             band = _band_logits(logits[:, :, rows], crop)  # (N, C)
@@ -89,6 +93,15 @@ class _UpsampledNLL(torch.autograd.Function):
             grad_padded[:, :, s0:s0 + grad.shape[2] // 4 + 2] += F.conv2d(
                 grad, kernel, stride=4, padding=6, groups=c)
         return _unpad_adjoint(grad_padded), None, None, None, None
+
+
+def _memory_format(tensor: Tensor) -> torch.memory_format:
+    """channels-last for a channels-last (and not also plain contiguous)
+    tensor, else the standard layout."""
+    if tensor.is_contiguous(memory_format=torch.channels_last) \
+            and not tensor.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _band_nll_grad(band: Tensor, lse: Tensor, labels: Tensor,
@@ -311,7 +324,8 @@ class UPSNetSemanticHead(BaseSemanticHead):
 
         Returns:
             dict: ``seg_preds`` -- the logits ``X`` ``(B, T+S, H/4, W/4)``;
-            ``seg_feats`` -- the concatenated feature ``(B, 512, H/4, W/4)``.
+            ``seg_feats`` -- the concatenated feature ``(B, 512, H/4, W/4)``;
+            both channels-last on CPU (see :meth:`_run_subnet`).
         """
         if len(x) < self.num_levels:
             raise ValueError(f'{type(self).__name__} uses {self.num_levels} '
@@ -335,13 +349,16 @@ class UPSNetSemanticHead(BaseSemanticHead):
         On CPU it runs in channels-last memory: segext's deformable conv
         reads its input and writes its output as rows of pixels, so the
         layers then pass tensors on without layout copies (plain convs run
-        channels-last in oneDNN as well); the result is returned in the
-        standard layout. Elsewhere (CUDA: mmcv's op) the standard layout.
+        channels-last in oneDNN as well), and the result stays channels-last
+        through the upsampling, the concatenation and the classifier, whose
+        logits ``L_sem`` reads as rows of pixels too (issue 13: 10 % of
+        UPSNet's dense training step at 1216x800 on 2 threads, against
+        converting back here). Elsewhere (CUDA: mmcv's op) the standard
+        layout.
         """
         if feat.device.type != 'cpu':
             return self.subnet(feat)
-        return self.subnet(
-            feat.contiguous(memory_format=torch.channels_last)).contiguous()
+        return self.subnet(feat.contiguous(memory_format=torch.channels_last))
 
     def loss(self, x: Tuple[Tensor],
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
@@ -425,17 +442,21 @@ class UPSNetSemanticHead(BaseSemanticHead):
         if rois.shape[0] == 0:
             # no things in the batch: a zero that keeps the graph connected
             return seg_feats.sum() * 0 + self.conv_logits.weight.sum() * 0
+        # mmcv's RoIAlign reads its input as NCHW whatever its strides (it
+        # does not call .contiguous()): channels-last maps (the CPU head's,
+        # see _run_subnet) are converted first
         if self._roi_align_is_linear():
             bias = self.conv_logits.bias
             if bias is None:
-                roi_logits = self.roi_extractor([seg_preds], rois)
+                roi_logits = self.roi_extractor([seg_preds.contiguous()],
+                                                rois)
             else:
                 bias = bias.view(-1, 1, 1)
-                roi_logits = self.roi_extractor([seg_preds - bias],
-                                                rois) + bias
+                roi_logits = self.roi_extractor(
+                    [(seg_preds - bias).contiguous()], rois) + bias
         else:
             # (R, 512, 28, 28)
-            roi_feats = self.roi_extractor([seg_feats], rois)
+            roi_feats = self.roi_extractor([seg_feats.contiguous()], rois)
             roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
         roi_targets = crop_and_resize_labels(gt_segs, rois,
                                              roi_logits.shape[-1])

@@ -17,6 +17,21 @@ from segext.models.layers import (DeformConv2dWithOffset, deform_conv2d,
                                   select_deform_conv_impl)
 from segext.ops import chunk_threads, deform_conv2d_cpu, deform_conv_mmcv
 from segext.ops import deform_conv_cpu as dc
+from segext.ops.deform_sampling import native_sampling_available
+from segext.ops.native_build import _compiler
+
+
+@pytest.fixture(autouse=True, params=['native', 'torch'])
+def sampling(request, monkeypatch):
+    """Every test runs on both sampling paths: segext's C++ kernels and the
+    pure-PyTorch fallback (``embedding_bag`` + CSR)."""
+    if request.param == 'torch':
+        monkeypatch.setattr(dc, 'native_sampling_available', lambda: False)
+    elif not native_sampling_available():
+        # a machine with a compiler must build them
+        assert _compiler() is None, 'C++ kernels failed to build'
+        pytest.skip('no C++ compiler: only the PyTorch path runs here')
+    return request.param
 
 
 def out_size(size, k, s, p, d):

@@ -83,8 +83,8 @@ def test_one_shared_deformable_subnet():
 
 def test_cpu_subnet_runs_channels_last_with_the_same_result():
     """On CPU the shared sub-network runs in channels-last memory (no layout
-    copies between the deformable layers) and hands back the standard
-    layout; values and gradients equal running it on NCHW tensors."""
+    copies between the deformable layers) and hands its output on in it;
+    values and gradients equal running it on NCHW tensors."""
     head = build_head().double()
     for m in head.modules():  # non-zero offsets, so sampling is exercised
         if isinstance(m, DeformConv2dWithOffset):
@@ -93,10 +93,12 @@ def test_cpu_subnet_runs_channels_last_with_the_same_result():
     feat = torch.randn(2, C, 13, 17, generator=g, dtype=torch.float64)
     grad = torch.randn(2, 8, 13, 17, generator=g, dtype=torch.float64)
     results = []
-    for run in (head._run_subnet, head.subnet):
+    for run, channels_last in ((head._run_subnet, True),
+                               (head.subnet, False)):
         x = feat.clone().requires_grad_()
         out = run(x)
-        assert out.is_contiguous()
+        assert out.is_contiguous(memory_format=torch.channels_last) \
+            if channels_last else out.is_contiguous()
         params = list(head.subnet.parameters())
         grads = torch.autograd.grad(out, [x] + params, grad)
         results.append((out, ) + grads)
@@ -151,11 +153,15 @@ def test_semantic_loss_is_computed_at_full_resolution():
     torch.testing.assert_close(loss, expected)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('band_rows', [1, 2, 3, 100])
-def test_banded_upsampled_cross_entropy_equals_the_whole_map(band_rows):
+def test_banded_upsampled_cross_entropy_equals_the_whole_map(
+        band_rows, channels_last):
     """_UpsampledNLL: per-pixel CE of the x4 upsampled logits, computed in
     bands of source rows, equals upsampling the whole map (values and
-    gradients, float64), with ignored pixels and class weights."""
+    gradients, float64), with ignored pixels and class weights; for logits
+    in either memory layout (the head's are channels-last on CPU), the
+    gradient in the logits' layout."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 5, 7, 6, generator=g, dtype=torch.float64)
     labels = torch.randint(0, 5, (2, 28, 24), generator=g)
@@ -173,11 +179,16 @@ def test_banded_upsampled_cross_entropy_equals_the_whole_map(band_rows):
     for fn in (reference,
                lambda x: _UpsampledNLL.apply(x, labels, class_weight, 255,
                                              band_rows)):
-        x = logits.clone().requires_grad_()
+        x = logits.clone()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
         nll = fn(x)
         nll.backward(grad)
         outs.append((nll.detach(), x.grad))
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    assert outs[1][1].is_contiguous(memory_format=torch.channels_last) == \
+        channels_last
 
 
 @pytest.mark.parametrize('avg_non_ignore', [True, False])
@@ -226,7 +237,7 @@ def test_roi_loss_aligns_the_logits_as_the_classified_crops():
                                   samples)
         else:
             logits = head.conv_logits(
-                head.roi_extractor([outs['seg_feats']], rois))
+                head.roi_extractor([outs['seg_feats'].contiguous()], rois))
             loss = head.loss_roi_seg(
                 logits, crop_and_resize_labels(gt, rois, 28))
         loss.backward()
@@ -234,6 +245,19 @@ def test_roi_loss_aligns_the_logits_as_the_classified_crops():
                        [head.conv_logits.weight.grad.clone()])
         head.zero_grad()
     torch.testing.assert_close(results[0], results[1])
+
+
+def test_mmcv_roi_align_misreads_channels_last_maps():
+    """Why _roi_loss converts the CPU head's channels-last maps: mmcv's
+    RoIAlign reads its input as NCHW whatever its strides. When this fails,
+    mmcv honours strides and the .contiguous() calls can go."""
+    head = build_head()
+    feat = torch.randn(1, 8, 16, 24)
+    rois = torch.tensor([[0., 2., 3., 40., 50.]])
+    plain = head.roi_extractor([feat], rois)
+    cl = head.roi_extractor(
+        [feat.contiguous(memory_format=torch.channels_last)], rois)
+    assert not torch.allclose(plain, cl)
 
 
 def test_roi_loss_can_be_disabled_and_survives_no_boxes():

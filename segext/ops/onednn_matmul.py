@@ -1,0 +1,63 @@
+"""Float32 matrix products on oneDNN, for the chunked CPU ops' GEMMs.
+
+``torch.mm`` on CPU is MKL's sgemm. On AMD CPUs MKL does not take its
+AVX-512 code path, while oneDNN (which PyTorch ships for its CPU
+convolutions) does: on the project's AMD EPYC a (1746 × 256) · (256 × 2304)
+product -- one chunk of the deformable conv's backward -- ran 2.3× faster
+through oneDNN's matmul than through ``torch.mm``, one thread each
+(docs/deform_conv.md, "Third round"). :func:`mm_nt` uses oneDNN's matmul
+(``torch.ops.mkldnn._linear_pointwise``: the op PyTorch's own compiler
+emits for ``F.linear`` on CPU, here on plain dense tensors) where it is
+available and ``torch.mm`` otherwise: float64, torch built without oneDNN,
+or an op that fails its one-time check.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ['mm_nt', 'onednn_matmul_available']
+
+_AVAILABLE: Optional[bool] = None
+
+
+def onednn_matmul_available() -> bool:
+    """Can oneDNN's matmul run here, and does it agree with ``torch.mm``?
+
+    Checked once per process on a small product.
+    """
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        _AVAILABLE = _check()
+    return _AVAILABLE
+
+
+def _check() -> bool:
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(37, 19, generator=gen)
+        b = torch.randn(23, 19, generator=gen)
+        got = op(a, b, None, 'none', [], '')
+    except (AttributeError, RuntimeError):
+        return False
+    return torch.allclose(got, torch.mm(a, b.t()), rtol=1e-4, atol=1e-4)
+
+
+def mm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``a @ b.T (+ bias)`` for ``a`` (M, K), ``b`` (N, K), ``bias`` (N,):
+    (M, N), contiguous.
+
+    oneDNN's matmul for float32 (``a`` made contiguous first; ``b`` may
+    be any strided view, oneDNN reorders it as it packs the weights), else
+    ``torch.mm`` / ``torch.addmm``.
+    """
+    if a.dtype == torch.float32 and onednn_matmul_available():
+        return torch.ops.mkldnn._linear_pointwise(
+            a.contiguous(), b, None if bias is None else bias.contiguous(),
+            'none', [], '')
+    if bias is None:
+        return torch.mm(a, b.t())
+    return torch.addmm(bias, a, b.t())
