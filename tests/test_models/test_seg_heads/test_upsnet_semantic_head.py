@@ -106,6 +106,20 @@ def test_cpu_subnet_runs_channels_last_with_the_same_result():
         torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
 
 
+def test_cpu_head_hands_on_standard_layout_logits(monkeypatch):
+    """seg_feats stay channels-last on CPU (the classifier reads them so);
+    the logits X go on in the standard layout (the panoptic head and
+    inference work per class map); values as an all-NCHW head's."""
+    head = build_head()
+    outs = head(fpn_feats())
+    assert outs['seg_feats'].is_contiguous(memory_format=torch.channels_last)
+    assert outs['seg_preds'].is_contiguous()
+    # the same head with its sub-network in the standard layout
+    monkeypatch.setattr(head, '_run_subnet', head.subnet)
+    ref = head(fpn_feats())
+    torch.testing.assert_close(outs['seg_preds'], ref['seg_preds'])
+
+
 def test_offsets_start_at_zero_so_dcn_starts_as_a_conv():
     head = build_head()
     for m in head.modules():
