@@ -60,8 +60,7 @@ class _Geometry(ctypes.Structure):
     """``Geometry`` of csrc/deform_sampling.cpp (int64 fields, in order)."""
     _fields_ = [(name, ctypes.c_int64) for name in (
         'height', 'width', 'out_w', 'kernel_h', 'kernel_w', 'stride_h',
-        'stride_w', 'pad_h', 'pad_w', 'dil_h', 'dil_w', 'channels', 'ld_x',
-        'ld_cols', 's_tap_row', 's_pixel', 's_tap_col', 'plane')]
+        'stride_w', 'pad_h', 'pad_w', 'dil_h', 'dil_w', 'channels', 'plane')]
 
 
 _SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
@@ -115,15 +114,14 @@ class NativeSampling:
         getattr(self.lib, f'segext_dcn_{name}_{self.suffix}')(*args)
 
     def _struct(self, x_rows: Tensor) -> _Geometry:
-        # input rows and input-gradient rows are both ld_x = Cp apart
+        # the kernels take input (gradient) rows and columns Cp apart
         if x_rows.stride(0) != x_rows.size(1) or x_rows.stride(1) != 1:
             raise ValueError('native sampling needs contiguous input rows, '
                              f'got strides {x_rows.stride()}')
         geo = self.geo
         return _Geometry(geo.height, geo.width, geo.out_w, *geo.kernel,
                          *geo.stride, *geo.padding, *geo.dilation,
-                         x_rows.size(1), x_rows.stride(0), x_rows.size(1),
-                         geo.kernel[1], geo.taps, 1, geo.out_pixels)
+                         x_rows.size(1), geo.out_pixels)
 
     def _planes(self, tensor: Tensor, d: int) -> ctypes.c_void_p:
         """The offset (gradient) planes of image n, deformable group d."""
@@ -167,8 +165,9 @@ class NativeSampling:
                 grad_rows = x_rows.new_zeros(hi - lo + 1, x_rows.size(1))
         if grad_rows is None and grad_offset is None:
             return None
+        grad_cols = grad_cols.contiguous()  # kept alive through the call
         self._call('columns_backward', ctypes.byref(geo), _ptr(x_rows),
-                   self._planes(self.offset, d), _ptr(grad_cols.contiguous()),
+                   self._planes(self.offset, d), _ptr(grad_cols),
                    self._base, ctypes.c_int64(self.p0),
                    ctypes.c_int64(self.p1), _ptr(grad_rows),
                    ctypes.c_int64(lo),

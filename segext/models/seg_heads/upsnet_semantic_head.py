@@ -445,8 +445,8 @@ class UPSNetSemanticHead(BaseSemanticHead):
             # no things in the batch: a zero that keeps the graph connected
             return seg_feats.sum() * 0 + self.conv_logits.weight.sum() * 0
         # mmcv's RoIAlign reads its input as NCHW whatever its strides (it
-        # does not call .contiguous()): channels-last maps (the CPU head's,
-        # see _run_subnet) are converted first
+        # does not call .contiguous()): channels-last maps (the CPU head's
+        # seg_feats, see _run_subnet) are converted first
         if self._roi_align_is_linear():
             bias = self.conv_logits.bias
             if bias is None:

@@ -3,19 +3,20 @@
 // Dai et al., "Deformable Convolutional Networks", ICCV 2017, eq. (1)-(2):
 // every sample (output pixel p0, tap k) reads the input at
 // p = p0 + p_k + dp_k by bilinear interpolation of its 4 neighbours.
-// segext/ops/native_sampling.py builds this file with the machine's C++
-// compiler and calls it through ctypes; the GEMMs stay in PyTorch.
+// segext/ops/native_build.py builds this file with the machine's C++
+// compiler, segext/ops/deform_sampling.py calls it through ctypes; the
+// GEMMs stay in PyTorch.
 //
 // Conventions (those of segext/ops/deform_geometry.py, i.e. mmcv's):
 // * the input is pixels as rows: pixel (n, y, x) is row n*H*W + y*W + x,
-//   `ld_x` apart, `channels` values each;
+//   `channels` values each, contiguous (so are the input gradient's rows);
 // * offsets are (B, dg, K, 2, Ho*Wo) planes: (dy, dx) per tap, row-major
 //   taps; the caller passes the planes of one image and deformable group;
 // * a sample at (y, x) with y <= -1, y >= H, x <= -1 or x >= W is zero and
 //   has no offset gradient; otherwise each neighbour outside the map
 //   counts as zero;
-// * the sample of chunk pixel l (output pixel p0 + l) and tap (i, j) is
-//   column row i*s_tap_row + l*s_pixel + j*s_tap_col.
+// * the sample of chunk pixel l (output pixel p0 + l) and tap k is row
+//   l*K + k of the chunk's columns, `channels` values each.
 // Every function handles one chunk serially, in sample order (the caller's
 // threads run chunks in parallel), so results are deterministic.
 #include <cmath>
@@ -26,8 +27,7 @@ namespace {
 struct Geometry {
   int64_t height, width, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
-  int64_t channels, ld_x, ld_cols;
-  int64_t s_tap_row, s_pixel, s_tap_col;
+  int64_t channels;
   int64_t plane;  // Ho*Wo: distance between offset planes
 };
 
@@ -74,8 +74,7 @@ inline Sample<T> locate(const Geometry& g, const T* offsets, int64_t base,
 }
 
 inline int64_t column_row(const Geometry& g, int64_t l, int64_t tap) {
-  return (tap / g.kernel_w) * g.s_tap_row + l * g.s_pixel +
-         (tap % g.kernel_w) * g.s_tap_col;
+  return l * g.kernel_h * g.kernel_w + tap;
 }
 
 // sum of g[c] * x[c], with grad_x[c] += w * g[c] when grad_x is given;
@@ -109,7 +108,7 @@ void columns(const Geometry& g, const T* __restrict x, const T* offsets,
   for (int64_t l = 0; l < p1 - p0; ++l) {
     for (int64_t tap = 0; tap < taps; ++tap) {
       const Sample<T> s = locate(g, offsets, base, p0 + l, tap);
-      T* __restrict out = cols + column_row(g, l, tap) * g.ld_cols;
+      T* __restrict out = cols + column_row(g, l, tap) * g.channels;
       if (!s.inside) {
         for (int64_t c = 0; c < n; ++c) out[c] = 0;
         continue;
@@ -121,7 +120,7 @@ void columns(const Geometry& g, const T* __restrict x, const T* offsets,
       for (int q = 0; q < 4; ++q)
         if (s.valid[q]) any = s.row[q];
       for (int q = 0; q < 4; ++q) {
-        r[q] = x + (s.valid[q] ? s.row[q] : (any < 0 ? base : any)) * g.ld_x;
+        r[q] = x + (s.valid[q] ? s.row[q] : (any < 0 ? base : any)) * g.channels;
         w[q] = s.valid[q] ? s.weight[q] : 0;
       }
       const T* __restrict a = r[0];
@@ -153,7 +152,7 @@ void row_range(const Geometry& g, const T* offsets, int64_t base, int64_t p0,
   lo_hi[1] = hi;
 }
 
-// grad_x: rows lo.. of the input gradient (ld_x apart) or null;
+// grad_x: rows lo.. of the input gradient or null;
 // grad_offsets: the offset-gradient planes of this image and deformable
 // group (added into at p0..p1: pieces of one group sum) or null
 template <typename T>
@@ -168,15 +167,15 @@ void columns_backward(const Geometry& g, const T* __restrict x,
       const Sample<T> s = locate(g, offsets, base, p, tap);
       T dw[4] = {0, 0, 0, 0};
       if (s.inside) {
-        const T* gc = grad_cols + column_row(g, l, tap) * g.ld_cols;
+        const T* gc = grad_cols + column_row(g, l, tap) * g.channels;
         for (int q = 0; q < 4; ++q) {
           if (!s.valid[q]) continue;
-          const T* xr = x + s.row[q] * g.ld_x;
+          const T* xr = x + s.row[q] * g.channels;
           if (grad_x && grad_offsets)
             dw[q] = dot_axpy<T, true, true>(
-                gc, xr, grad_x + (s.row[q] - lo) * g.ld_x, s.weight[q], n);
+                gc, xr, grad_x + (s.row[q] - lo) * g.channels, s.weight[q], n);
           else if (grad_x)
-            dot_axpy<T, false, true>(gc, xr, grad_x + (s.row[q] - lo) * g.ld_x,
+            dot_axpy<T, false, true>(gc, xr, grad_x + (s.row[q] - lo) * g.channels,
                                      s.weight[q], n);
           else
             dw[q] = dot_axpy<T, true, false>(gc, xr, nullptr, 0, n);
