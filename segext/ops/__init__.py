@@ -7,6 +7,8 @@
   :mod:`.onednn_matmul` (float32 GEMMs on oneDNN) and
   :mod:`.chunk_threads` (worker threads, in-order sums);
 * :mod:`.deform_conv_mmcv`: mmcv's compiled kernel + a bias;
+* :mod:`.conv_cl_cpu`: a stride-1 conv on channels-last CPU input whose
+  weight gradient is a GEMM (the deformable layers' offset convs);
 * :mod:`.tracing`: whether a graph is being recorded (trace/export).
 
 The layer that chooses between them is

@@ -1,8 +1,9 @@
 """Float32 matrix products on oneDNN, for the chunked CPU ops' GEMMs.
 
-``torch.mm`` on CPU is MKL's sgemm. On AMD CPUs MKL does not take its
-AVX-512 code path, while oneDNN (which PyTorch ships for its CPU
-convolutions) does: on the project's AMD EPYC a (1746 × 256) · (256 × 2304)
+``torch.mm`` on CPU is MKL's sgemm, which picks slower code paths on
+non-Intel CPUs; oneDNN (which PyTorch ships for its CPU convolutions) runs
+its AVX2 kernels there: on the project's AMD EPYC (AVX2 + FMA, no
+AVX-512) a (1746 × 256) · (256 × 2304)
 product -- one chunk of the deformable conv's backward -- ran 2.3× faster
 through oneDNN's matmul than through ``torch.mm``, one thread each
 (docs/deform_conv.md, "Third round"). :func:`mm_nt` uses oneDNN's matmul

@@ -33,6 +33,8 @@ from segext.ops.deform_conv_cpu import CPU_DTYPES, deform_conv2d_cpu
 from segext.ops.deform_conv_mmcv import deform_conv2d_mmcv
 from segext.ops.tracing import is_recording
 
+from .conv_cl import ChannelsLastConv2d
+
 __all__ = [
     'IMPLS', 'deform_conv2d', 'select_deform_conv_impl',
     'DeformConv2dWithOffset'
@@ -164,14 +166,15 @@ class DeformConv2dWithOffset(BaseModule):
             self.bias = nn.Parameter(torch.empty(out_channels))
         else:
             self.register_parameter('bias', None)
-        self.conv_offset = nn.Conv2d(in_channels,
-                                     deform_groups * 2 * self.kernel_size[0] *
-                                     self.kernel_size[1],
-                                     kernel_size=self.kernel_size,
-                                     stride=self.stride,
-                                     padding=self.padding,
-                                     dilation=self.dilation,
-                                     bias=True)
+        self.conv_offset = ChannelsLastConv2d(in_channels,
+                                              deform_groups * 2 *
+                                              self.kernel_size[0] *
+                                              self.kernel_size[1],
+                                              kernel_size=self.kernel_size,
+                                              stride=self.stride,
+                                              padding=self.padding,
+                                              dilation=self.dilation,
+                                              bias=True)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -27,6 +27,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..layers import ChannelsLastConv2d, DeformConv2dWithOffset
 from ..utils.labels import crop_and_resize_labels, stack_gt_sem_seg
 
 __all__ = ['UPSNetSemanticHead']
@@ -295,8 +296,14 @@ class UPSNetSemanticHead(BaseSemanticHead):
                     norm_cfg=norm_cfg,
                     act_cfg=act_cfg))
         self.subnet = nn.Sequential(*layers)
-        self.conv_logits = nn.Conv2d(self.seg_feat_channels, self.num_classes,
-                                     1)
+        # channels-last on CPU when the sub-network is segext's deformable
+        # conv (see _run_subnet); the classifier then sees a channels-last
+        # feature, hence ChannelsLastConv2d (nn.Conv2d's parameters)
+        self._channels_last_subnet = any(
+            isinstance(m, DeformConv2dWithOffset)
+            for m in self.subnet.modules())
+        self.conv_logits = ChannelsLastConv2d(self.seg_feat_channels,
+                                              self.num_classes, 1)
 
         if loss_roi_seg is not None:
             if roi_extractor['out_channels'] != self.seg_feat_channels:
@@ -349,16 +356,18 @@ class UPSNetSemanticHead(BaseSemanticHead):
     def _run_subnet(self, feat: Tensor) -> Tensor:
         """The shared sub-network on one level, (B, C, H, W) in and out.
 
-        On CPU it runs in channels-last memory: segext's deformable conv
-        reads its input and writes its output as rows of pixels, so the
-        layers then pass tensors on without layout copies (plain convs run
-        channels-last in oneDNN as well), and the result stays channels-last
-        through the upsampling, the concatenation and the 1x1 classifier
-        (issue 13: 12 % of UPSNet's dense training step at 1216x800 on 2
-        threads, against converting back here). Elsewhere (CUDA: mmcv's op)
-        the standard layout.
+        On CPU, with deformable layers, it runs in channels-last memory:
+        segext's deformable conv reads its input and writes its output as
+        rows of pixels, so the layers then pass tensors on without layout
+        copies, and the result stays channels-last through the upsampling,
+        the concatenation and the 1x1 classifier (issue 13: 12 % of UPSNet's
+        dense training step at 1216x800 on 2 threads, against converting
+        back here). A sub-network of plain convs (``conv_cfg=None``) keeps
+        the standard layout: oneDNN's channels-last weight gradient is
+        several times slower there (docs/deform_conv.md, "Fourth round").
+        Elsewhere (CUDA: mmcv's op) the standard layout.
         """
-        if feat.device.type != 'cpu':
+        if feat.device.type != 'cpu' or not self._channels_last_subnet:
             return self.subnet(feat)
         return self.subnet(feat.contiguous(memory_format=torch.channels_last))
 

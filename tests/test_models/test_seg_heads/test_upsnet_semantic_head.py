@@ -120,6 +120,32 @@ def test_cpu_head_hands_on_standard_layout_logits(monkeypatch):
     torch.testing.assert_close(outs['seg_preds'], ref['seg_preds'])
 
 
+def test_plain_conv_subnet_keeps_the_standard_layout():
+    """conv_cfg=None (plain convs): no channels-last on CPU (oneDNN's
+    channels-last weight gradient is slow); the classifier's gradients on
+    the deformable head's channels-last feature equal nn.Conv2d's."""
+    head = build_head(conv_cfg=None)
+    outs = head(fpn_feats())
+    assert outs['seg_feats'].is_contiguous()
+    assert 'Convolution' in type(outs['seg_preds'].grad_fn).__name__
+
+    head = build_head().double()
+    feats = [f.double() for f in fpn_feats()]
+    outs = head(feats)
+    # (the logits are then copied to the standard layout)
+    classifier = outs['seg_preds'].grad_fn.next_functions[0][0]
+    assert type(classifier).__name__ == '_ChannelsLastConv2dBackward'
+    plain = torch.nn.Conv2d(4 * 8, T + S, 1).double()
+    plain.load_state_dict(head.conv_logits.state_dict())
+    x = outs['seg_feats'].detach().requires_grad_()
+    g = torch.randn_like(outs['seg_preds'])
+    got = torch.autograd.grad(head.conv_logits(x),
+                              [x, *head.conv_logits.parameters()], g)
+    ref = torch.autograd.grad(plain(x), [x, *plain.parameters()], g)
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
 def test_offsets_start_at_zero_so_dcn_starts_as_a_conv():
     head = build_head()
     for m in head.modules():
