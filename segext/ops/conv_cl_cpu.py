@@ -33,19 +33,23 @@ from torch.autograd.function import once_differentiable
 
 from .deform_conv_cpu import _is_channels_last
 
-__all__ = ['conv2d_channels_last', 'channels_last_conv_applies']
+__all__ = ['conv2d_channels_last']
 
 # bytes of stacked output gradient per band of rows
 _BAND_BYTES = 16 * 2**20
 
 
-def channels_last_conv_applies(input: Tensor, weight: Tensor,
-                               stride: Tuple[int, int], groups: int) -> bool:
-    """Does :func:`conv2d_channels_last` take its own weight gradient?"""
+def _applies(input: Tensor, weight: Tensor, stride: Tuple[int, int],
+             padding: Tuple[int, int], dilation: Tuple[int, int],
+             groups: int) -> bool:
+    """Does :func:`conv2d_channels_last` take its own weight gradient?
+    (No padding beyond the kernel's reach: see :func:`_weight_grad`.)"""
     return (input.device.type == 'cpu' and _is_channels_last(input)
             and input.dtype in (torch.float32, torch.float64)
             and weight.dtype == input.dtype and tuple(stride) == (1, 1)
-            and groups == 1)
+            and groups == 1 and all(
+                p <= d * (k - 1)
+                for p, d, k in zip(padding, dilation, weight.shape[2:])))
 
 
 def conv2d_channels_last(input: Tensor,
@@ -56,9 +60,7 @@ def conv2d_channels_last(input: Tensor,
                          dilation: Tuple[int, int] = (1, 1),
                          groups: int = 1) -> Tensor:
     """``F.conv2d`` with the GEMM weight gradient where it applies."""
-    if not channels_last_conv_applies(input, weight, stride, groups) or \
-            any(p > d * (k - 1) for p, d, k in zip(
-                padding, dilation, weight.shape[2:])):
+    if not _applies(input, weight, stride, padding, dilation, groups):
         return F.conv2d(input, weight, bias, stride, padding, dilation,
                         groups)
     return _ChannelsLastConv2d.apply(input, weight, bias, tuple(padding),
@@ -107,7 +109,7 @@ def _weight_grad(input: Tensor, grad_output: Tensor, weight_shape,
     # pad G by d(k-1) - p: then the output pixel reading input row y through
     # tap i is row y + d(kh-1-i) of the padded gradient
     th, tw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
-    g_pad = F.pad(grad_output, (tw, tw, th, th)).transpose(0, 1)  # (O,B,..)
+    g_pad = F.pad(grad_output, (tw, tw, th, th))  # (B, O, H + 2th, W + 2tw)
     x_rows = input.permute(0, 2, 3, 1).reshape(batch, height * width,
                                               channels)
     taps = kh * kw
@@ -122,7 +124,7 @@ def _weight_grad(input: Tensor, grad_output: Tensor, weight_shape,
             for i in range(kh):
                 for j in range(kw):
                     sy, sx = dh * (kh - 1 - i), dw * (kw - 1 - j)
-                    stacked[i, j] = g_pad[:, n, sy + y0:sy + y1, sx:sx + width]
+                    stacked[i, j] = g_pad[n, :, sy + y0:sy + y1, sx:sx + width]
             # (kh*kw*O, C) += (kh*kw*O, rows*W) @ (rows*W, C)
             total.addmm_(stacked.view(taps * out_channels, -1),
                          x_rows[n, y0 * width:y1 * width])
