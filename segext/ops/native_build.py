@@ -30,7 +30,10 @@ from typing import Dict, Optional, Tuple
 __all__ = ['load_kernels', 'kernel_cache_dir']
 
 CSRC = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc')
-FLAGS = ('-O3', '-march=native', '-std=c++17', '-fPIC', '-shared')
+# -fno-trapping-math: no program here observes floating-point traps; it
+# lets the compiler vectorise selects such as clamps (values unchanged)
+FLAGS = ('-O3', '-march=native', '-fno-trapping-math', '-std=c++17', '-fPIC',
+         '-shared')
 
 _LOCK = threading.Lock()
 _LOADED: Dict[str, Optional[ctypes.CDLL]] = {}

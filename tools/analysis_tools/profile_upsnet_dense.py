@@ -34,7 +34,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 COMPONENTS = ('deformable conv fwd', 'deformable conv bwd', 'offset convs',
               'other convs', 'feature upsampling', 'logit upsampling (L_sem)',
-              'L_sem banded (upsampling + CE)', 'concatenation',
+              'L_sem (upsampling + CE)', 'concatenation',
               'cross-entropy', 'RoIAlign', 'rest')
 
 
@@ -54,8 +54,8 @@ def component(event, offset_shapes, num_classes):
     name = event.name
     if 'DeformConv2dCPUFunction' in name:
         return 'deformable conv ' + ('bwd' if 'Backward' in name else 'fwd')
-    if '_UpsampledNLL' in name:
-        return 'L_sem banded (upsampling + CE)'
+    if 'UpsampledNLL' in name:
+        return 'L_sem (upsampling + CE)'
     if 'RoIAlign' in name:
         return 'RoIAlign'
     if name == 'aten::conv2d' or 'ConvolutionBackward' in name:

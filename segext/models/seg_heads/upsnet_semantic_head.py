@@ -9,7 +9,7 @@ the parameter-free panoptic head consumes (Sec. 3.2).
 Labels follow mmdet's panoptic order: things ``0..T-1``, stuff ``T..T+S-1``,
 ``255`` ignored.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,168 +25,12 @@ from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox2roi, get_box_tensor
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from ...ops.upsampled_nll import upsampled_nll
 from ..layers import ChannelsLastConv2d, DeformConv2dWithOffset
 from ..utils.labels import crop_and_resize_labels, stack_gt_sem_seg
 
 __all__ = ['UPSNetSemanticHead']
-
-
-class _UpsampledNLL(torch.autograd.Function):
-    """Per-pixel cross-entropy of logits upsampled x4, in bands of rows.
-
-    The value of ``F.cross_entropy(F.interpolate(x, size=(4h, 4w),
-    mode='bilinear', align_corners=False), labels, reduction='none')``
-    without the full-resolution logits, their log-softmax and their
-    gradients (each 517 MB for 133 classes at 1216x800): the output rows of
-    ``band_rows`` source rows are upsampled at a time from those rows plus
-    one on either side -- the rows bilinear sampling reads -- so each band
-    holds exactly the whole map's values.
-
-    The forward keeps each pixel's log-sum-exp ``lse`` (one float per
-    pixel). The backward recomputes each band's logits ``z`` and writes the
-    gradient of ``nll = w_y (lse - z_y)`` directly: ``g · w_y · (exp(z -
-    lse) - onehot(y))`` (0 on ignored pixels), then applies the adjoint of
-    the upsampling and adds the bands' input gradients in band order
-    (deterministic).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, labels: Tensor,
-                class_weight: Optional[Tensor], ignore_index: int,
-                band_rows: int) -> Tensor:
-        nll = logits.new_empty(labels.shape)  # (B, H, W)
-        lse = logits.new_empty(labels.shape)
-        for rows, out_rows, crop in _upsample_bands(logits.shape[2],
-                                                    band_rows):
-            nll[:, out_rows], lse[:, out_rows] = _band_nll(
-                logits[:, :, rows], crop, labels[:, out_rows], class_weight,
-                ignore_index)
-        ctx.save_for_backward(logits, labels, lse)
-        ctx.options = (class_weight, ignore_index)
-        ctx.band_rows = band_rows
-        return nll
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_nll: Tensor):
-        logits, labels, lse = ctx.saved_tensors
-        class_weight, ignore_index = ctx.options
-        b, c, h, w = logits.shape
-        # the gradient of the edge-padded source (B, C, h + 2, w + 2), see
-        # _upsample_adjoint
-        grad_padded = torch.empty(
-            (b, c, h + 2, w + 2),
-            dtype=logits.dtype,
-            device=logits.device,
-            memory_format=_memory_format(logits)).zero_()
-        kernel = _upsample_adjoint_kernel(logits)
-        for rows, out_rows, crop in _upsample_bands(h, ctx.band_rows):
-            band = _band_logits(logits[:, :, rows], crop)  # (N, C)
-            grad = _band_nll_grad(band, lse[:, out_rows].reshape(-1),
-                                  labels[:, out_rows].reshape(-1),
-                                  grad_nll[:, out_rows].reshape(-1),
-                                  class_weight, ignore_index)
-            # (B, C, R, W) with channels-last strides
-            grad = grad.view(b, -1, 4 * w, c).permute(0, 3, 1, 2)
-            s0 = out_rows.start // 4
-            grad_padded[:, :, s0:s0 + grad.shape[2] // 4 + 2] += F.conv2d(
-                grad, kernel, stride=4, padding=6, groups=c)
-        return _unpad_adjoint(grad_padded), None, None, None, None
-
-
-def _memory_format(tensor: Tensor) -> torch.memory_format:
-    """channels-last for a channels-last (and not also plain contiguous)
-    tensor, else the standard layout."""
-    if tensor.is_contiguous(memory_format=torch.channels_last) \
-            and not tensor.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def _band_nll_grad(band: Tensor, lse: Tensor, labels: Tensor,
-                   grad_nll: Tensor, class_weight: Optional[Tensor],
-                   ignore_index: int) -> Tensor:
-    """d(sum g · nll)/dz of one band, in place of ``band`` (N, C):
-    ``g · w_y · (softmax(z) - onehot(y))``, zero on ignored pixels."""
-    keep = labels != ignore_index
-    target = labels.masked_fill(~keep, 0)
-    scale = grad_nll * keep
-    if class_weight is not None:
-        scale = scale * class_weight[target]
-    grad = band.sub_(lse[:, None]).exp_().mul_(scale[:, None])
-    grad[torch.arange(len(target)), target] -= scale
-    return grad
-
-
-def _upsample_adjoint_kernel(like: Tensor) -> Tensor:
-    """(C, 1, 8, 8) depthwise kernel of the adjoint of x4 bilinear
-    upsampling without clamping (align_corners=False).
-
-    Output row ``4k + r`` samples the source at ``k + r/4 - 3/8``, so source
-    row ``j`` receives the output rows ``4j - 6 .. 4j + 1`` with weights
-    ``(1, 3, 5, 7, 7, 5, 3, 1) / 8``: a stride-4 conv over the gradient
-    padded by 6 on each side gives the gradient of the source padded by one
-    row (column) on each side.
-    """
-    k = like.new_tensor([1, 3, 5, 7, 7, 5, 3, 1]) / 8
-    return torch.outer(k, k).expand(like.shape[1], 1, 8, 8).contiguous()
-
-
-def _unpad_adjoint(grad_padded: Tensor) -> Tensor:
-    """Adjoint of edge-padding by one: (B, C, h+2, w+2) -> (B, C, h, w).
-
-    torch clamps sampling positions below 0 (and the neighbour above the
-    last row) to the edge, which is upsampling the edge-padded map without
-    clamping; the padding's gradient goes back to the edge rows/columns.
-    """
-    g = grad_padded[:, :, 1:-1].clone()
-    g[:, :, 0] += grad_padded[:, :, 0]
-    g[:, :, -1] += grad_padded[:, :, -1]
-    out = g[..., 1:-1].clone()
-    out[..., 0] += g[..., 0]
-    out[..., -1] += g[..., -1]
-    return out
-
-
-def _upsample_bands(height: int, band_rows: int):
-    """Yield ``(source rows read, output rows, crop)`` per band of the x4
-    upsampling of ``height`` rows; ``crop`` picks the band's output rows out
-    of the upsampled source rows."""
-    for s0 in range(0, height, band_rows):
-        s1 = min(s0 + band_rows, height)
-        lo, hi = max(s0 - 1, 0), min(s1 + 1, height)
-        yield (slice(lo, hi), slice(4 * s0, 4 * s1),
-               slice(4 * (s0 - lo), 4 * (s1 - lo)))
-
-
-def _band_nll(rows: Tensor, crop: slice, labels: Tensor,
-              class_weight: Optional[Tensor], ignore_index: int):
-    """Per-pixel CE ``(B, R, W)`` of one band, and the pixels' log-sum-exp.
-
-    ``rows`` ``(B, C, n, w)`` are upsampled x4 (bilinear; the scale is 1/4
-    exactly, as for the whole map, so sampling positions and weights are the
-    whole map's), cropped to the band's output rows ``crop`` and classified
-    against ``labels`` ``(B, R, W)``. Channels-last, so that the softmax
-    runs over contiguous classes.
-    """
-    band = _band_logits(rows, crop)  # (N, C)
-    log_p = F.log_softmax(band, dim=1)
-    nll = F.nll_loss(
-        log_p, labels.reshape(-1), class_weight, reduction='none',
-        ignore_index=ignore_index).view(labels.shape)
-    lse = (band[:, 0] - log_p[:, 0]).view(labels.shape)
-    return nll, lse
-
-
-def _band_logits(rows: Tensor, crop: slice) -> Tensor:
-    """(B, C, n, w) -> the band's upsampled logits (B*R*W, C)."""
-    c, n, w = rows.shape[1:]
-    up = F.interpolate(
-        rows.contiguous(memory_format=torch.channels_last),
-        size=(4 * n, 4 * w), mode='bilinear', align_corners=False)
-    return up[:, :, crop].permute(0, 2, 3, 1).reshape(-1, c)
 
 
 @MODELS.register_module()
@@ -403,7 +247,8 @@ class UPSNetSemanticHead(BaseSemanticHead):
 
         On CPU, with mmdet's softmax ``CrossEntropyLoss`` and labels exactly
         4x the logits' size, the per-pixel losses come from
-        :class:`_UpsampledNLL` (no full-resolution logits in memory) and are
+        :func:`~segext.ops.upsampled_nll.upsampled_nll` (no full-resolution
+        logits in memory) and are
         reduced as mmdet's ``cross_entropy`` does: the same value. Elsewhere
         (CUDA) the plain upsample + loss.
         """
@@ -423,11 +268,8 @@ class UPSNetSemanticHead(BaseSemanticHead):
             else loss.ignore_index
         class_weight = None if loss.class_weight is None \
             else seg_preds.new_tensor(loss.class_weight)
-        # source rows per band: ~16 MiB of upsampled logits
-        row_bytes = 16 * seg_preds[:, :, 0].numel() * seg_preds.element_size()
-        band_rows = max(1, 2**24 // row_bytes - 2)
-        nll = _UpsampledNLL.apply(seg_preds, gt_segs, class_weight,
-                                  ignore_index, band_rows)  # (B, H, W)
+        nll = upsampled_nll(seg_preds, gt_segs, class_weight,
+                            ignore_index)  # (B, H, W)
         avg_factor = None
         if loss.avg_non_ignore and loss.reduction == 'mean':
             avg_factor = gt_segs.numel() - (gt_segs

@@ -9,7 +9,6 @@ from mmdet.structures.bbox import HorizontalBoxes, bbox2roi
 from mmengine.structures import InstanceData, PixelData
 
 from segext.models.layers import DeformConv2dWithOffset
-from segext.models.seg_heads.upsnet_semantic_head import _UpsampledNLL
 from segext.models.utils.labels import (crop_and_resize_labels,
                                         stack_gt_sem_seg)
 
@@ -191,44 +190,6 @@ def test_semantic_loss_is_computed_at_full_resolution():
     gt = torch.stack([s.gt_sem_seg.sem_seg[0] for s in samples]).long()
     expected = 0.2 * F.cross_entropy(logits, gt, ignore_index=255)
     torch.testing.assert_close(loss, expected)
-
-
-@pytest.mark.parametrize('channels_last', [False, True])
-@pytest.mark.parametrize('band_rows', [1, 2, 3, 100])
-def test_banded_upsampled_cross_entropy_equals_the_whole_map(
-        band_rows, channels_last):
-    """_UpsampledNLL: per-pixel CE of the x4 upsampled logits, computed in
-    bands of source rows, equals upsampling the whole map (values and
-    gradients, float64), with ignored pixels and class weights; for logits
-    in either memory layout (the head's are channels-last on CPU), the
-    gradient in the logits' layout."""
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 5, 7, 6, generator=g, dtype=torch.float64)
-    labels = torch.randint(0, 5, (2, 28, 24), generator=g)
-    labels[:, :3] = 255
-    grad = torch.rand(2, 28, 24, generator=g, dtype=torch.float64)
-    class_weight = torch.rand(5, generator=g, dtype=torch.float64)
-
-    def reference(x):
-        up = F.interpolate(x, size=(28, 24), mode='bilinear',
-                           align_corners=False)
-        return F.cross_entropy(up, labels, class_weight, reduction='none',
-                               ignore_index=255)
-
-    outs = []
-    for fn in (reference,
-               lambda x: _UpsampledNLL.apply(x, labels, class_weight, 255,
-                                             band_rows)):
-        x = logits.clone()
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x.requires_grad_()
-        nll = fn(x)
-        nll.backward(grad)
-        outs.append((nll.detach(), x.grad))
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
-    assert outs[1][1].is_contiguous(memory_format=torch.channels_last) == \
-        channels_last
 
 
 @pytest.mark.parametrize('avg_non_ignore', [True, False])
