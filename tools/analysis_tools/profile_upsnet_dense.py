@@ -33,7 +33,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 COMPONENTS = ('deformable conv fwd', 'deformable conv bwd', 'offset convs',
-              'other convs', 'feature upsampling', 'logit upsampling (L_sem)',
+              'offset convs + classifier (GEMM weight grad)', 'other convs', 'feature upsampling', 'logit upsampling (L_sem)',
               'L_sem (upsampling + CE)', 'concatenation',
               'cross-entropy', 'RoIAlign', 'rest')
 
@@ -54,6 +54,8 @@ def component(event, offset_shapes, num_classes):
     name = event.name
     if 'DeformConv2dCPUFunction' in name:
         return 'deformable conv ' + ('bwd' if 'Backward' in name else 'fwd')
+    if 'ChannelsLastConv2d' in name:  # segext.ops.conv_cl_cpu, training
+        return 'offset convs + classifier (GEMM weight grad)'
     if 'UpsampledNLL' in name:
         return 'L_sem (upsampling + CE)'
     if 'RoIAlign' in name:
