@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .deform_geometry import DeformGeometry
-from .native_build import load_kernels
+from .native_build import KERNEL_SUFFIX, load_kernels, pointer
 
 __all__ = ['NativeSampling', 'TorchSampling', 'chunk_sampling',
            'native_sampling_available']
@@ -63,9 +63,6 @@ class _Geometry(ctypes.Structure):
         'stride_w', 'pad_h', 'pad_w', 'dil_h', 'dil_w', 'channels', 'plane')]
 
 
-_SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
-
-
 _SCRATCH = threading.local()
 
 
@@ -88,12 +85,6 @@ def _scratch(rows: int, cols: int, like: Tensor) -> Tensor:
     return buf[:rows * cols].view(rows, cols)
 
 
-def _ptr(tensor: Optional[Tensor], element: int = 0) -> ctypes.c_void_p:
-    if tensor is None:
-        return ctypes.c_void_p(None)
-    return ctypes.c_void_p(tensor.data_ptr() + element * tensor.element_size())
-
-
 class NativeSampling:
     """One chunk's sampling with segext's C++ kernels.
 
@@ -108,7 +99,7 @@ class NativeSampling:
         self.geo, self.offset, self.n, self.p0, self.p1 = \
             geo, offset, n, p0, p1
         self.length = p1 - p0
-        self.suffix = _SUFFIX[offset.dtype]
+        self.suffix = KERNEL_SUFFIX[offset.dtype]
 
     def _call(self, name: str, *args) -> None:
         getattr(self.lib, f'segext_dcn_{name}_{self.suffix}')(*args)
@@ -126,7 +117,7 @@ class NativeSampling:
     def _planes(self, tensor: Tensor, d: int) -> ctypes.c_void_p:
         """The offset (gradient) planes of image n, deformable group d."""
         geo = self.geo
-        return _ptr(tensor,
+        return pointer(tensor,
                     (self.n * geo.deform_groups + d) * geo.taps * 2 *
                     geo.out_pixels)
 
@@ -140,9 +131,9 @@ class NativeSampling:
         # (GEMM, backward) before it samples the next piece or chunk
         cols = _scratch(self.length * self.geo.taps, x_rows.size(1), x_rows)
         self._call('columns', ctypes.byref(self._struct(x_rows)),
-                   _ptr(x_rows), self._planes(self.offset, d), self._base,
+                   pointer(x_rows), self._planes(self.offset, d), self._base,
                    ctypes.c_int64(self.p0), ctypes.c_int64(self.p1),
-                   _ptr(cols))
+                   pointer(cols))
         return cols
 
     def backward(self, d: int, x_rows: Tensor, grad_cols: Tensor,
@@ -166,10 +157,10 @@ class NativeSampling:
         if grad_rows is None and grad_offset is None:
             return None
         grad_cols = grad_cols.contiguous()  # kept alive through the call
-        self._call('columns_backward', ctypes.byref(geo), _ptr(x_rows),
-                   self._planes(self.offset, d), _ptr(grad_cols),
+        self._call('columns_backward', ctypes.byref(geo), pointer(x_rows),
+                   self._planes(self.offset, d), pointer(grad_cols),
                    self._base, ctypes.c_int64(self.p0),
-                   ctypes.c_int64(self.p1), _ptr(grad_rows),
+                   ctypes.c_int64(self.p1), pointer(grad_rows),
                    ctypes.c_int64(lo),
                    self._planes(grad_offset, d) if grad_offset is not None
                    else ctypes.c_void_p(None))

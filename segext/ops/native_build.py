@@ -27,13 +27,18 @@ import threading
 import warnings
 from typing import Dict, Optional, Tuple
 
-__all__ = ['load_kernels', 'kernel_cache_dir']
+import torch
+
+__all__ = ['KERNEL_SUFFIX', 'kernel_cache_dir', 'load_kernels', 'pointer']
 
 CSRC = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc')
 # -fno-trapping-math: no program here observes floating-point traps; it
 # lets the compiler vectorise selects such as clamps (values unchanged)
 FLAGS = ('-O3', '-march=native', '-fno-trapping-math', '-std=c++17', '-fPIC',
          '-shared')
+
+# the kernels' exported names end in the dtype they take
+KERNEL_SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
 
 _LOCK = threading.Lock()
 _LOADED: Dict[str, Optional[ctypes.CDLL]] = {}
@@ -172,3 +177,12 @@ def load_kernels(name: str) -> Optional[ctypes.CDLL]:
                     f'available ({e}); using the slower pure-PyTorch path')
                 _LOADED[name] = None
         return _LOADED[name]
+
+
+def pointer(tensor: Optional[torch.Tensor],
+            element: int = 0) -> ctypes.c_void_p:
+    """``tensor``'s data address ``element`` elements in, as a kernel
+    argument (NULL for None)."""
+    if tensor is None:
+        return ctypes.c_void_p(None)
+    return ctypes.c_void_p(tensor.data_ptr() + element * tensor.element_size())

@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .chunk_threads import map_chunks, num_workers
-from .native_build import load_kernels
+from .native_build import KERNEL_SUFFIX, load_kernels, pointer
 
 __all__ = ['BandedUpsampledNLL', 'NativeUpsampledNLL', 'upsampled_nll']
 
@@ -62,7 +62,8 @@ def upsampled_nll(logits: Tensor,
     if impl not in ('auto', 'native', 'torch'):
         raise ValueError(f"impl must be 'auto', 'native' or 'torch', got "
                          f'{impl!r}')
-    native = impl == 'native' or (impl == 'auto' and logits.dtype in _SUFFIX
+    native = impl == 'native' or (impl == 'auto'
+                                  and logits.dtype in KERNEL_SUFFIX
                                   and native_available())
     if native:
         return NativeUpsampledNLL.apply(logits, labels, class_weight,
@@ -84,15 +85,6 @@ class _Shape(ctypes.Structure):
                 for name in ('height', 'width', 'classes', 'ignore_index')]
 
 
-_SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
-
-
-def _ptr(tensor: Optional[Tensor], element: int = 0) -> ctypes.c_void_p:
-    if tensor is None:
-        return ctypes.c_void_p(None)
-    return ctypes.c_void_p(tensor.data_ptr() + element * tensor.element_size())
-
-
 def _source_bands(batch: int, height: int, workers: int) -> list:
     """(image, first source row, end) per band: about two per worker."""
     step = max(4, -(-height // (2 * workers)))
@@ -111,7 +103,7 @@ class NativeUpsampledNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, labels: Tensor,
                 class_weight: Optional[Tensor], ignore_index: int) -> Tensor:
-        if logits.dtype not in _SUFFIX or logits.device.type != 'cpu':
+        if logits.dtype not in KERNEL_SUFFIX or logits.device.type != 'cpu':
             raise TypeError('the native upsampled CE takes float32/float64 '
                             f'CPU logits, got {logits.dtype} on '
                             f'{logits.device}')
@@ -127,17 +119,20 @@ class NativeUpsampledNLL(torch.autograd.Function):
         nll = logits.new_empty(labels.shape)  # (B, H, W)
         lse = logits.new_empty(labels.shape)
         shape = _Shape(h, w, c, ignore_index)
-        kernel = getattr(lib, f'segext_unll_forward_{_SUFFIX[logits.dtype]}')
+        kernel = getattr(
+            lib, f'segext_unll_forward_{KERNEL_SUFFIX[logits.dtype]}')
         kernel.restype = ctypes.c_int64
         plane, out_plane = h * w * c, 16 * h * w
 
         def run(bands):
             bad = []
             for n, i0, i1 in bands:
-                at = kernel(ctypes.byref(shape), _ptr(rows, n * plane),
-                            _ptr(labels, n * out_plane), _ptr(class_weight),
-                            ctypes.c_int64(4 * i0), ctypes.c_int64(4 * i1),
-                            _ptr(nll, n * out_plane), _ptr(lse, n * out_plane))
+                at = kernel(ctypes.byref(shape), pointer(rows, n * plane),
+                            pointer(labels, n * out_plane),
+                            pointer(class_weight), ctypes.c_int64(4 * i0),
+                            ctypes.c_int64(4 * i1),
+                            pointer(nll, n * out_plane),
+                            pointer(lse, n * out_plane))
                 if at >= 0:
                     bad.append(n * out_plane + at)
             return bad
@@ -160,16 +155,16 @@ class NativeUpsampledNLL(torch.autograd.Function):
         grad = torch.empty_like(rows, memory_format=torch.channels_last)
         shape = _Shape(h, w, c, ctx.ignore_index)
         kernel = getattr(load_kernels('upsampled_nll'),
-                         f'segext_unll_backward_{_SUFFIX[rows.dtype]}')
+                         f'segext_unll_backward_{KERNEL_SUFFIX[rows.dtype]}')
         plane, out_plane = h * w * c, 16 * h * w
 
         def run(bands):
             for n, i0, i1 in bands:
-                kernel(ctypes.byref(shape), _ptr(rows, n * plane),
-                       _ptr(labels, n * out_plane), _ptr(class_weight),
-                       _ptr(lse, n * out_plane),
-                       _ptr(grad_nll, n * out_plane), ctypes.c_int64(i0),
-                       ctypes.c_int64(i1), _ptr(grad, n * plane))
+                kernel(ctypes.byref(shape), pointer(rows, n * plane),
+                       pointer(labels, n * out_plane), pointer(class_weight),
+                       pointer(lse, n * out_plane),
+                       pointer(grad_nll, n * out_plane), ctypes.c_int64(i0),
+                       ctypes.c_int64(i1), pointer(grad, n * plane))
 
         map_chunks(run, _source_bands(b, h, num_workers()), num_workers())
         if not ctx.channels_last:
