@@ -10,8 +10,12 @@ belongs to, while an independent chunk only waits for its own thread
 (measurements in ``docs/deform_conv.md``).
 
 Each worker limits *its own* OpenMP team (OpenMP's ``nthreads-var`` is a
-per-thread setting; MKL and oneDNN follow it) through the OpenMP runtime
-torch is linked with. ``torch.set_num_threads`` is never called: it also
+per-thread setting; oneDNN follows it) through the OpenMP runtime torch is
+linked with, and its own MKL thread count (``MKL_Set_Num_Threads_Local``:
+torch's per-thread initialisation sets MKL's thread-local count to the
+intra-op count, which MKL prefers to OpenMP's, so without it each worker's
+``torch.mm`` ran on all intra-op threads: docs/deform_conv.md, "Seventh
+round"). ``torch.set_num_threads`` is never called: it also
 changes torch's process-wide default (every thread that starts using torch
 afterwards, and ``torch.get_num_threads()`` in the caller). Where that
 runtime cannot be reached (torch built without OpenMP, an OpenMP runtime
@@ -65,7 +69,28 @@ def _find_openmp() -> Optional[Callable[[int], int]]:
     return None
 
 
+def _find_mkl_local() -> Optional[Callable[[int], int]]:
+    """``MKL_Set_Num_Threads_Local`` of the MKL in torch, or None.
+
+    The C interface (by value); the lower-case ``mkl_set_num_threads_local``
+    that torch's library also exports is the Fortran one (by pointer).
+    """
+    if not torch.backends.mkl.is_available():
+        return None
+    torch_cpu = osp.join(osp.dirname(torch.__file__), 'lib',
+                         'libtorch_cpu.so')
+    for lib in (torch_cpu, None):
+        try:
+            fn = ctypes.CDLL(lib).MKL_Set_Num_Threads_Local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
 _OMP_SET_NUM_THREADS = _find_openmp()
+_MKL_SET_NUM_THREADS_LOCAL = _find_mkl_local()
 _LOCAL = threading.local()
 
 
@@ -77,6 +102,8 @@ def _use_one_intraop_thread() -> None:
     # (lazily, per thread); do that first so it cannot undo ours
     torch.get_num_threads()
     _OMP_SET_NUM_THREADS(1)
+    if _MKL_SET_NUM_THREADS_LOCAL is not None:
+        _MKL_SET_NUM_THREADS_LOCAL(1)
     _LOCAL.single = True
 
 

@@ -274,9 +274,11 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     # recomputed: nothing K*C*H*W-sized is kept from forward
                     cols = sampling.columns(d, x_rows)  # (L*K, Cp)
                     if need_weight:
-                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp)
-                        chunk_weights[i] = mm_nt(g_out.t(),
-                                                 cols.view(length, -1).t())
+                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp): torch.mm,
+                        # not mm_nt, which reorders the columns first
+                        # (docs/deform_conv.md, "Seventh round")
+                        chunk_weights[i] = torch.mm(g_out.t(),
+                                                    cols.view(length, -1))
                     if not (need_input or need_offset):
                         continue
                     # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)

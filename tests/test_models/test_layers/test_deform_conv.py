@@ -321,6 +321,40 @@ def test_workers_do_not_change_torchs_thread_count():
     assert torch.get_num_threads() == caller
 
 
+def _mkl_threads_here() -> int:
+    """MKL's thread-local count of the calling thread (set back as read)."""
+    mkl_local = chunk_threads._MKL_SET_NUM_THREADS_LOCAL
+    torch.get_num_threads()  # torch's lazy per-thread init, as in an op
+    previous = mkl_local(1)
+    mkl_local(previous)
+    return previous
+
+
+@pytest.mark.skipif(chunk_threads.num_workers() == 1
+                    or chunk_threads._MKL_SET_NUM_THREADS_LOCAL is None,
+                    reason='no per-thread OpenMP or MKL limit in this build')
+def test_workers_run_mkl_on_one_thread():
+    """torch gives each new thread an MKL count of its intra-op threads;
+    a worker's ``torch.mm`` (the DCN weight gradient) must run on one."""
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        thread = threading.Thread(
+            target=lambda: seen.append(_mkl_threads_here()))
+        thread.start()
+        thread.join()
+        assert seen == [2]  # what the workers would run on without segext
+
+        def run(chunks):
+            return [_mkl_threads_here() for _ in chunks]
+
+        counts = chunk_threads.map_chunks(run, list(range(4)), 2)
+        assert sorted(sum(counts, [])) == [1, 1, 1, 1]
+    finally:
+        torch.set_num_threads(caller)
+
+
 # --- dispatch ---------------------------------------------------------------
 def test_auto_is_segext_on_cpu():
     x = torch.zeros(1, 1, 2, 2)
