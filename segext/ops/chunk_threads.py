@@ -59,14 +59,8 @@ def _find_openmp() -> Optional[Callable[[int], int]]:
     except OSError:
         pass
     candidates.sort(key=lambda p: not p.startswith(torch_lib))
-    for lib in [*dict.fromkeys(candidates), None]:
-        try:
-            fn = ctypes.CDLL(lib).omp_set_num_threads
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes, fn.restype = [ctypes.c_int], None
-        return fn
-    return None
+    return _first_int_function([*dict.fromkeys(candidates), None],
+                               'omp_set_num_threads', None)
 
 
 def _find_mkl_local() -> Optional[Callable[[int], int]]:
@@ -79,12 +73,20 @@ def _find_mkl_local() -> Optional[Callable[[int], int]]:
         return None
     torch_cpu = osp.join(osp.dirname(torch.__file__), 'lib',
                          'libtorch_cpu.so')
-    for lib in (torch_cpu, None):
+    return _first_int_function([torch_cpu, None],
+                               'MKL_Set_Num_Threads_Local', ctypes.c_int)
+
+
+def _first_int_function(libs: list, name: str,
+                        restype) -> Optional[Callable[[int], int]]:
+    """C function ``name(int)`` of the first of ``libs`` (paths; None: the
+    process itself) that exports it, or None."""
+    for lib in libs:
         try:
-            fn = ctypes.CDLL(lib).MKL_Set_Num_Threads_Local
+            fn = getattr(ctypes.CDLL(lib), name)
         except (OSError, AttributeError):
             continue
-        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        fn.argtypes, fn.restype = [ctypes.c_int], restype
         return fn
     return None
 

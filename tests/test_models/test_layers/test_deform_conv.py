@@ -292,13 +292,17 @@ def test_thread_count_is_restored():
     assert torch.get_num_threads() == threads
 
 
-def _threads_of_a_new_thread():
+def _in_a_new_thread(fn):
+    """``fn()`` run in a new thread; its result."""
     seen = []
-    thread = threading.Thread(
-        target=lambda: seen.append(torch.get_num_threads()))
+    thread = threading.Thread(target=lambda: seen.append(fn()))
     thread.start()
     thread.join()
     return seen[0]
+
+
+def _threads_of_a_new_thread():
+    return _in_a_new_thread(torch.get_num_threads)
 
 
 @pytest.mark.skipif(chunk_threads.num_workers() == 1,
@@ -339,12 +343,8 @@ def test_workers_run_mkl_on_one_thread():
     caller = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        seen = []
-        thread = threading.Thread(
-            target=lambda: seen.append(_mkl_threads_here()))
-        thread.start()
-        thread.join()
-        assert seen == [2]  # what the workers would run on without segext
+        # what the workers would run on without segext
+        assert _in_a_new_thread(_mkl_threads_here) == 2
 
         def run(chunks):
             return [_mkl_threads_here() for _ in chunks]
