@@ -4,7 +4,7 @@
   ordered gradient sums), with :mod:`.deform_geometry` (shapes, sampling
   tables), :mod:`.deform_sampling` (one chunk's bilinear sampling: C++
   kernels built by :mod:`.native_build`, or PyTorch ops),
-  :mod:`.onednn_matmul` (float32 GEMMs on oneDNN) and
+  :mod:`.onednn_matmul` (the float32 column-gradient GEMM on oneDNN) and
   :mod:`.chunk_threads` (worker threads, in-order sums);
 * :mod:`.deform_conv_mmcv`: mmcv's compiled kernel + a bias;
 * :mod:`.conv_cl_cpu`: a stride-1 conv on channels-last CPU input whose

@@ -6,11 +6,12 @@ Per chunk, the bilinear sampling of all K = kh·kw taps (eq. (2)) builds the
 chunk's columns ``(L·K, C)`` from the input's pixels as rows (channels-last)
 -- segext's C++ kernel, or ``F.embedding_bag`` where it cannot be built
 (:mod:`segext.ops.deform_sampling`) -- and the sum over taps (eq. (1)) is
-ONE GEMM of those columns with the weight (oneDNN's matmul for float32,
-:mod:`segext.ops.onednn_matmul`). The backward is a hand-written
-:class:`torch.autograd.Function`: it recomputes each chunk's columns
-(nothing of size K·C·H·W is kept between forward and backward), gets the
-weight and column gradients from two GEMMs, and the input and offset
+ONE GEMM of those columns with the weight (``torch.mm``). The backward is
+a hand-written :class:`torch.autograd.Function`: it recomputes each chunk's
+columns (nothing of size K·C·H·W is kept between forward and backward),
+gets the weight and column gradients from two GEMMs (``torch.mm``; for
+float32 the column gradient on oneDNN's matmul,
+:mod:`segext.ops.onednn_matmul`), and the input and offset
 gradients from the adjoint of the sampling (one pass of the C++ kernel:
 per sample and neighbour a dot product -- the bilinear weight's gradient
 -- and a weighted add into the input rows it read).
@@ -161,6 +162,26 @@ def _weight_pieces(weight: Tensor, geo: DeformGeometry) -> List[Tensor]:
     return pieces
 
 
+def _grid(geo: DeformGeometry, dtype: torch.dtype,
+          native: bool) -> Optional[Tensor]:
+    """The regular grid (2, K, Ho*Wo) the PyTorch sampling path needs; the
+    C++ kernels compute it on the fly (None)."""
+    return None if native else geo.regular_grid(dtype)
+
+
+def _forward_gemm(cols: Tensor, w_piece: Tensor,
+                  bias: Optional[Tensor]) -> Tensor:
+    """``cols @ w_piece.T (+ bias)``, (L, K*Cp) @ (K*Cp, O/g): eq. (1).
+
+    ``torch.mm`` (MKL), not oneDNN's matmul: with MKL on one thread per
+    worker (:mod:`.chunk_threads`) it was as fast or faster on the layers
+    of UPSNet's head (docs/deform_conv.md, "Eighth round").
+    """
+    if bias is None:
+        return torch.mm(cols, w_piece.t())
+    return torch.addmm(bias, cols, w_piece.t())
+
+
 def _plan(geo: DeformGeometry, chunk_bytes: int,
           itemsize: int) -> Tuple[list, int]:
     """Chunks and worker threads for one call.
@@ -195,11 +216,11 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
         chunks, workers = _plan(geo, chunk_bytes, input.element_size())
         channels_last = _is_channels_last(input)
         geo.offset_planes(offset)  # checks the shape
-        grid = geo.regular_grid(input.dtype)  # (2, K, Ho*Wo)
+        native = native_sampling_available()
+        grid = _grid(geo, input.dtype, native)
         rows = _input_rows(input, geo, workers)  # [(B*H*W, Cp)]
         out = _Output(input, geo, channels_last)
         weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
-        native = native_sampling_available()
         og = geo.out_per_group
 
         def run(chunks):
@@ -213,7 +234,8 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     b_piece = None if bias is None or g in written \
                         else bias[g * og:(g + 1) * og]
                     # (L, O/g) = (L, K*Cp) @ (K*Cp, O/g), eq. (1)
-                    y = mm_nt(cols.view(p1 - p0, -1), w_piece, b_piece)
+                    y = _forward_gemm(cols.view(p1 - p0, -1), w_piece,
+                                      b_piece)
                     out.write(n, p0, p1, g, y, add=g in written)
                     written.add(g)
 
@@ -244,7 +266,7 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
             ctx.needs_input_grad[:4]
         og = geo.out_per_group
         native = native_sampling_available()
-        grid = geo.regular_grid(grad_output.dtype)  # (2, K, Ho*Wo)
+        grid = _grid(geo, grad_output.dtype, native)
         weights = _weight_pieces(weight, geo)  # [(O/g, K*Cp)]
         weights_t = [w.t().contiguous() for w in weights]  # [(K*Cp, O/g)]
         grad_out = _GradOutput(grad_output, geo)

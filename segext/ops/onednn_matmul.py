@@ -12,10 +12,13 @@ emits for ``F.linear`` on CPU, here on plain dense tensors) where it is
 available and ``torch.mm`` otherwise: float64, torch built without oneDNN,
 or an op that fails its one-time check.
 
-The deformable conv's weight gradient, ``(O, L) @ (L, K·C)`` with the
-columns as the right operand, is the exception: there oneDNN reorders the
-columns before multiplying, and ``torch.mm`` ran 1.2-1.45× faster
-(docs/deform_conv.md, "Seventh round"), so that product calls it directly.
+That comparison ran before each worker's MKL was limited to one thread
+(:mod:`segext.ops.chunk_threads`); since then ``torch.mm`` is as fast or
+faster for the deformable conv's forward GEMM (docs/deform_conv.md,
+"Eighth round") and its weight gradient -- there, ``(O, L) @ (L, K·C)``
+with the columns as the right operand, oneDNN reorders the columns before
+multiplying ("Seventh round") -- so those call it directly; the column
+gradient ``(L, O) @ (O, K·C)`` stays here (no difference measured).
 """
 from typing import Optional
 

@@ -17,9 +17,8 @@ class ChannelsLastConv2d(nn.Conv2d):
     ``nn.Conv2d``. oneDNN's channels-last ``backward_weights`` is several
     times slower than its standard-layout one on this project's CPU; convs
     that see channels-last inputs in training use this class: the
-    deformable layers' offset convs and UPSNet's 1x1 classifier on CPU
-    (their forward + backward: 0.44-0.84x and 0.71-0.82x the time,
-    docs/deform_conv.md, "Fourth round"). Stride > 1, groups, other
+    deformable layers' offset convs on CPU (their forward + backward:
+    0.44-0.84x the time, docs/deform_conv.md, "Fourth round"). Stride > 1, groups, other
     padding modes, the standard layout, CUDA, tracing and no-grad calls run
     ``nn.Conv2d``'s forward.
     """

@@ -3,13 +3,13 @@
 One weight-shared sub-network of deformable 3x3 convolutions is applied to each
 FPN level P2-P5; the P3-P5 outputs are upsampled to P2's size, concatenated and
 classified by a 1x1 convolution into the 1/4-scale semantic logits ``X`` over
-ALL classes (things and stuff).  ``X`` and the concatenated feature are what
-the parameter-free panoptic head consumes (Sec. 3.2).
+ALL classes (things and stuff).  ``X`` is what the parameter-free panoptic
+head consumes (Sec. 3.2).
 
 Labels follow mmdet's panoptic order: things ``0..T-1``, stuff ``T..T+S-1``,
 ``255`` ignored.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from ...ops.upsampled_nll import upsampled_nll
-from ..layers import ChannelsLastConv2d, DeformConv2dWithOffset
+from ..layers import DeformConv2dWithOffset
 from ..utils.labels import crop_and_resize_labels, stack_gt_sem_seg
 
 __all__ = ['UPSNetSemanticHead']
@@ -141,13 +141,14 @@ class UPSNetSemanticHead(BaseSemanticHead):
                     act_cfg=act_cfg))
         self.subnet = nn.Sequential(*layers)
         # channels-last on CPU when the sub-network is segext's deformable
-        # conv (see _run_subnet); the classifier then sees a channels-last
-        # feature, hence ChannelsLastConv2d (nn.Conv2d's parameters)
+        # conv (see _run_subnet)
         self._channels_last_subnet = any(
             isinstance(m, DeformConv2dWithOffset)
             for m in self.subnet.modules())
-        self.conv_logits = ChannelsLastConv2d(self.seg_feat_channels,
-                                              self.num_classes, 1)
+        # the 1x1 classifier of the concatenated feature; applied per level
+        # by _classify (its weight, sliced), as such by the literal RoI loss
+        self.conv_logits = nn.Conv2d(self.seg_feat_channels, self.num_classes,
+                                     1)
 
         if loss_roi_seg is not None:
             if roi_extractor['out_channels'] != self.seg_feat_channels:
@@ -174,11 +175,13 @@ class UPSNetSemanticHead(BaseSemanticHead):
             x (tuple[Tensor]): FPN outputs, ``x[0]`` is P2 at stride 4.
 
         Returns:
-            dict: ``seg_preds`` -- the logits ``X`` ``(B, T+S, H/4, W/4)``;
-            ``seg_feats`` -- the concatenated feature ``(B, 512, H/4, W/4)``,
-            channels-last on CPU (see :meth:`_run_subnet`); ``seg_preds`` in
-            the standard layout (the panoptic head and inference work per
-            class map: on channels-last logits inference took 18 % longer).
+            dict: ``seg_preds`` -- the logits ``X`` ``(B, T+S, H/4, W/4)``,
+            in the standard layout (the panoptic head and inference work per
+            class map: on channels-last logits inference took 18 % longer);
+            ``level_feats`` -- the sub-network's output on each level,
+            ``(B, 128, H_l, W_l)`` (channels-last on CPU, see
+            :meth:`_run_subnet`), from which :meth:`concat_feats` builds the
+            512-ch feature.
         """
         if len(x) < self.num_levels:
             raise ValueError(f'{type(self).__name__} uses {self.num_levels} '
@@ -187,15 +190,54 @@ class UPSNetSemanticHead(BaseSemanticHead):
         level_feats = [
             self._run_subnet(x[i]) for i in range(self.num_levels)
         ]
-        # upsample P3..P5 to P2's size and concatenate: (B, 512, H/4, W/4)
+        return dict(seg_preds=self._classify(level_feats),
+                    level_feats=level_feats)
+
+    def _classify(self, level_feats: List[Tensor]) -> Tensor:
+        """X = 1x1 classifier of the concatenation of P2 and the upsampled
+        P3-P5 features (Sec. 3.1), computed per level before upsampling.
+
+        With the classifier's weight split by level, ``W = [W_2 .. W_5]``,
+        ``X = b + sum_l W_l up(F_l)``. Bilinear upsampling mixes pixels
+        within each channel and ``W_l`` mixes channels within each pixel,
+        so they commute: ``X = b + sum_l up(W_l F_l)`` -- the same logits
+        (to float rounding, tested) without the (B, 512, H/4, W/4) feature
+        or its gradient, with 133 instead of 512 channels classified at
+        full 1/4 resolution and (T+S)-channel maps upsampled in the
+        standard layout instead of 128-channel channels-last ones (issue
+        13; docs/upsnet.md, "Eighth round").
+        """
         size = level_feats[0].shape[-2:]
-        seg_feats = torch.cat([level_feats[0]] + [
-            F.interpolate(f, size=size, mode='bilinear', align_corners=False)
-            for f in level_feats[1:]
+        width = self.feat_channels[-1]
+        weight = self.conv_logits.weight.flatten(1)  # (T+S, 512)
+        seg_preds = None
+        for i, feat in enumerate(level_feats):
+            batch, _, height, width_l = feat.shape
+            # (B, T+S, h*w) = (B, T+S, 128) @ (B, 128, h*w): a standard
+            # layout result whatever feat's (channels-last reads as the
+            # transposed operand); the weight expanded per image so that
+            # FLOP counters see the batch
+            logits = torch.matmul(
+                weight[:, i * width:(i + 1) * width].expand(batch, -1, -1),
+                feat.flatten(2)).view(batch, -1, height, width_l)
+            if i > 0:
+                logits = F.interpolate(
+                    logits, size=size, mode='bilinear', align_corners=False)
+            seg_preds = logits if seg_preds is None else \
+                seg_preds.add_(logits)
+        if self.conv_logits.bias is not None:
+            seg_preds = seg_preds.add_(self.conv_logits.bias.view(1, -1, 1, 1))
+        return seg_preds  # (B, T+S, H/4, W/4)
+
+    def concat_feats(self, level_feats: List[Tensor]) -> Tensor:
+        """The concatenated feature (B, 512, H/4, W/4): P2's and the P3-P5
+        features bilinearly upsampled to P2's size (Sec. 3.1), in the
+        standard layout."""
+        size = level_feats[0].shape[-2:]
+        return torch.cat([level_feats[0].contiguous()] + [
+            F.interpolate(f.contiguous(), size=size, mode='bilinear',
+                          align_corners=False) for f in level_feats[1:]
         ], dim=1)
-        # X: (B, T+S, H/4, W/4) in the standard layout
-        seg_preds = self.conv_logits(seg_feats).contiguous()
-        return dict(seg_preds=seg_preds, seg_feats=seg_feats)
 
     def _run_subnet(self, feat: Tensor) -> Tensor:
         """The shared sub-network on one level, (B, C, H, W) in and out.
@@ -203,12 +245,12 @@ class UPSNetSemanticHead(BaseSemanticHead):
         On CPU, with deformable layers, it runs in channels-last memory:
         segext's deformable conv reads its input and writes its output as
         rows of pixels, so the layers then pass tensors on without layout
-        copies, and the result stays channels-last through the upsampling,
-        the concatenation and the 1x1 classifier (issue 13: 12 % of UPSNet's
-        dense training step at 1216x800 on 2 threads, against converting
-        back here). A sub-network of plain convs (``conv_cfg=None``) keeps
-        the standard layout: oneDNN's channels-last weight gradient is
-        several times slower there (docs/deform_conv.md, "Fourth round").
+        copies, and :meth:`_classify` reads the result's rows as they are
+        (issue 13: converting back here took 12 % of UPSNet's dense
+        training step at 1216x800 on 2 threads). A sub-network of plain
+        convs (``conv_cfg=None``) keeps the standard layout: oneDNN's
+        channels-last weight gradient is several times slower there
+        (docs/deform_conv.md, "Fourth round").
         Elsewhere (CUDA: mmcv's op) the standard layout.
         """
         if feat.device.type != 'cpu' or not self._channels_last_subnet:
@@ -225,21 +267,23 @@ class UPSNetSemanticHead(BaseSemanticHead):
         """Semantic losses given the outputs of :meth:`forward`.
 
         Args:
-            seg_outs (dict): ``seg_preds`` and ``seg_feats`` of ``forward``.
+            seg_outs (dict): ``seg_preds`` and ``level_feats`` of
+                ``forward`` (``level_feats`` used only by an RoI extractor
+                other than mmdet's single-level RoIAlign).
             batch_data_samples (list[DetDataSample]): with ``gt_sem_seg`` at
                 input resolution and ``gt_instances`` (non-crowd things).
 
         Returns:
             dict: ``loss_seg`` and, when enabled, ``loss_roi_seg``.
         """
-        seg_preds, seg_feats = seg_outs['seg_preds'], seg_outs['seg_feats']
+        seg_preds = seg_outs['seg_preds']
         gt_segs = stack_gt_sem_seg(batch_data_samples)  # (B, H, W)
 
         losses = dict(loss_seg=self._semantic_loss(seg_preds, gt_segs))
         if self.with_roi_loss:
-            losses['loss_roi_seg'] = self._roi_loss(seg_preds, seg_feats,
-                                                    gt_segs,
-                                                    batch_data_samples)
+            losses['loss_roi_seg'] = self._roi_loss(
+                seg_preds, seg_outs.get('level_feats'), gt_segs,
+                batch_data_samples)
         return losses
 
     def _semantic_loss(self, seg_preds: Tensor, gt_segs: Tensor) -> Tensor:
@@ -277,7 +321,8 @@ class UPSNetSemanticHead(BaseSemanticHead):
         return loss.loss_weight * weight_reduce_loss(
             nll, reduction=loss.reduction, avg_factor=avg_factor)
 
-    def _roi_loss(self, seg_preds: Tensor, seg_feats: Tensor, gt_segs: Tensor,
+    def _roi_loss(self, seg_preds: Tensor,
+                  level_feats: Optional[List[Tensor]], gt_segs: Tensor,
                   batch_data_samples: SampleList) -> Tensor:
         """L_sem_roi: the 1x1 classifier on 28x28 RoIAlign crops of the
         concatenated feature on the GT boxes, against the cropped label map.
@@ -291,13 +336,12 @@ class UPSNetSemanticHead(BaseSemanticHead):
         rois = bbox2roi([
             get_box_tensor(sample.gt_instances.bboxes)
             for sample in batch_data_samples
-        ]).to(seg_feats.device)  # (R, 5)
+        ]).to(seg_preds.device)  # (R, 5)
         if rois.shape[0] == 0:
             # no things in the batch: a zero that keeps the graph connected
-            return seg_feats.sum() * 0 + self.conv_logits.weight.sum() * 0
+            return seg_preds.sum() * 0 + self.conv_logits.weight.sum() * 0
         # mmcv's RoIAlign reads its input as NCHW whatever its strides (it
-        # does not call .contiguous()): channels-last maps (the CPU head's
-        # seg_feats, see _run_subnet) are converted first
+        # does not call .contiguous()): maps are handed over contiguous
         if self._roi_align_is_linear():
             bias = self.conv_logits.bias
             if bias is None:
@@ -308,8 +352,13 @@ class UPSNetSemanticHead(BaseSemanticHead):
                 roi_logits = self.roi_extractor(
                     [(seg_preds - bias).contiguous()], rois) + bias
         else:
+            if level_feats is None:
+                raise ValueError(
+                    f'{type(self.roi_extractor).__name__} RoI loss needs '
+                    "seg_outs['level_feats'] from forward()")
             # (R, 512, 28, 28)
-            roi_feats = self.roi_extractor([seg_feats.contiguous()], rois)
+            roi_feats = self.roi_extractor([self.concat_feats(level_feats)],
+                                           rois)
             roi_logits = self.conv_logits(roi_feats)  # (R, T+S, 28, 28)
         roi_targets = crop_and_resize_labels(gt_segs, rois,
                                              roi_logits.shape[-1])

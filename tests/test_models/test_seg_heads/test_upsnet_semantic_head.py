@@ -62,7 +62,52 @@ def test_forward_shapes():
     head = build_head()
     out = head(fpn_feats())
     assert out['seg_preds'].shape == (2, T + S, 16, 24)  # X at 1/4 scale
-    assert out['seg_feats'].shape == (2, 4 * 8, 16, 24)  # 4 levels concat
+    assert [tuple(f.shape) for f in out['level_feats']] == [
+        (2, 8, 16, 24), (2, 8, 8, 12), (2, 8, 4, 6), (2, 8, 2, 3)]
+    concat = head.concat_feats(out['level_feats'])
+    assert concat.shape == (2, 4 * 8, 16, 24)  # 4 levels concat
+    torch.testing.assert_close(concat[:, 8:16], F.interpolate(
+        out['level_feats'][1], size=(16, 24), mode='bilinear',
+        align_corners=False))
+
+
+@pytest.mark.parametrize('conv_cfg', [dict(type='DCNv1'), None])
+def test_classifier_per_level_is_the_classifier_of_the_concatenation(
+        conv_cfg):
+    """X from the 1x1 classifier applied per level before upsampling equals
+    the classifier on the concatenated upsampled feature (Sec. 3.1), values
+    and gradients, for channels-last (CPU DCN) and standard-layout levels;
+    odd sizes, so P3-P5 are not exactly half of P2."""
+    head = build_head(conv_cfg=conv_cfg).double()
+    with torch.no_grad():  # a bias that matters (it starts at zero)
+        head.conv_logits.bias.normal_()
+    feats = fpn_feats(h=52, w=76)
+    outs = head([f.double() for f in feats])
+    levels = outs['level_feats']
+    assert all(
+        f.is_contiguous(memory_format=torch.channels_last) == (
+            conv_cfg is not None) for f in levels)
+    ref = head.conv_logits(head.concat_feats(levels))
+    torch.testing.assert_close(outs['seg_preds'], ref, rtol=1e-12,
+                               atol=1e-12)
+    g = torch.randn_like(ref)
+    wrt = levels + list(head.conv_logits.parameters())
+    got = torch.autograd.grad(outs['seg_preds'], wrt, g, retain_graph=True)
+    want = torch.autograd.grad(ref, wrt, g)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
+def test_classifier_flops_are_counted_per_image():
+    """mmengine's FLOP counter sees the per-level classifier with its batch:
+    B * (T+S) * 8 multiply-adds per pixel of each level."""
+    from mmengine.analysis import FlopAnalyzer
+    head = build_head(conv_cfg=None).eval()
+    feats = tuple(f.detach() for f in fpn_feats(batch=3))
+    flops = FlopAnalyzer(head, (feats, )).unsupported_ops_warnings(
+        False).uncalled_modules_warnings(False)
+    pixels = sum(f.shape[-2] * f.shape[-1] for f in feats[:4])
+    assert flops.by_operator()['matmul'] == 3 * (T + S) * 8 * pixels
 
 
 def test_one_shared_deformable_subnet():
@@ -106,12 +151,14 @@ def test_cpu_subnet_runs_channels_last_with_the_same_result():
 
 
 def test_cpu_head_hands_on_standard_layout_logits(monkeypatch):
-    """seg_feats stay channels-last on CPU (the classifier reads them so);
-    the logits X go on in the standard layout (the panoptic head and
-    inference work per class map); values as an all-NCHW head's."""
+    """The level features stay channels-last on CPU (the classifier reads
+    them so); the logits X go on in the standard layout (the panoptic head
+    and inference work per class map); values as an all-NCHW head's."""
     head = build_head()
     outs = head(fpn_feats())
-    assert outs['seg_feats'].is_contiguous(memory_format=torch.channels_last)
+    assert all(
+        f.is_contiguous(memory_format=torch.channels_last)
+        for f in outs['level_feats'])
     assert outs['seg_preds'].is_contiguous()
     # the same head with its sub-network in the standard layout
     monkeypatch.setattr(head, '_run_subnet', head.subnet)
@@ -121,28 +168,11 @@ def test_cpu_head_hands_on_standard_layout_logits(monkeypatch):
 
 def test_plain_conv_subnet_keeps_the_standard_layout():
     """conv_cfg=None (plain convs): no channels-last on CPU (oneDNN's
-    channels-last weight gradient is slow); the classifier's gradients on
-    the deformable head's channels-last feature equal nn.Conv2d's."""
+    channels-last weight gradient is slow)."""
     head = build_head(conv_cfg=None)
     outs = head(fpn_feats())
-    assert outs['seg_feats'].is_contiguous()
-    assert 'Convolution' in type(outs['seg_preds'].grad_fn).__name__
-
-    head = build_head().double()
-    feats = [f.double() for f in fpn_feats()]
-    outs = head(feats)
-    # (the logits are then copied to the standard layout)
-    classifier = outs['seg_preds'].grad_fn.next_functions[0][0]
-    assert type(classifier).__name__ == '_ChannelsLastConv2dBackward'
-    plain = torch.nn.Conv2d(4 * 8, T + S, 1).double()
-    plain.load_state_dict(head.conv_logits.state_dict())
-    x = outs['seg_feats'].detach().requires_grad_()
-    g = torch.randn_like(outs['seg_preds'])
-    got = torch.autograd.grad(head.conv_logits(x),
-                              [x, *head.conv_logits.parameters()], g)
-    ref = torch.autograd.grad(plain(x), [x, *plain.parameters()], g)
-    for a, r in zip(got, ref):
-        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    assert all(f.is_contiguous() for f in outs['level_feats'])
+    assert outs['seg_preds'].is_contiguous()
 
 
 def test_offsets_start_at_zero_so_dcn_starts_as_a_conv():
@@ -206,8 +236,7 @@ def test_full_resolution_loss_matches_mmdet_cross_entropy(avg_non_ignore):
     for banded in (True, False):
         x = seg_preds.clone().requires_grad_()
         if banded:
-            loss = head.loss_by_feat(dict(seg_preds=x, seg_feats=None),
-                                     samples)['loss_seg']
+            loss = head.loss_by_feat(dict(seg_preds=x), samples)['loss_seg']
         else:
             loss = MODELS.build(loss_cfg)(
                 F.interpolate(x, size=gt.shape[-2:], mode='bilinear',
@@ -217,9 +246,10 @@ def test_full_resolution_loss_matches_mmdet_cross_entropy(avg_non_ignore):
     torch.testing.assert_close(results[0], results[1])
 
 
-def test_roi_loss_aligns_the_logits_as_the_classified_crops():
+def test_roi_loss_aligns_the_logits_as_the_classified_crops(monkeypatch):
     """L_sem_roi from RoIAlign of the bias-free logits (+ bias) equals the
-    1x1 classifier on RoIAlign crops of the 512-ch feature, with grads."""
+    1x1 classifier on RoIAlign crops of the 512-ch feature, with grads --
+    written out here and as the head computes it for other extractors."""
     head = build_head()
     with torch.no_grad():  # a bias that matters (it starts at zero)
         head.conv_logits.bias.normal_()
@@ -228,29 +258,36 @@ def test_roi_loss_aligns_the_logits_as_the_classified_crops():
     samples = data_samples(boxes=((8., 8., 40., 40.), (-4., 30., 20., 70.)))
     gt = stack_gt_sem_seg(samples)
     rois = bbox2roi([s.gt_instances.bboxes.tensor for s in samples])
+    assert head._roi_align_is_linear()
     results = []
-    for linear in (True, False):
+    for way in ('linear', 'literal', 'other extractor'):
         feats = fpn_feats()
         outs = head(feats)
-        if linear:
-            assert head._roi_align_is_linear()
-            loss = head._roi_loss(outs['seg_preds'], outs['seg_feats'], gt,
-                                  samples)
-        else:
+        if way == 'linear':
+            loss = head._roi_loss(outs['seg_preds'], None, gt, samples)
+        elif way == 'literal':
             logits = head.conv_logits(
-                head.roi_extractor([outs['seg_feats'].contiguous()], rois))
+                head.roi_extractor([head.concat_feats(outs['level_feats'])],
+                                   rois))
             loss = head.loss_roi_seg(
                 logits, crop_and_resize_labels(gt, rois, 28))
+        else:
+            with monkeypatch.context() as m:
+                m.setattr(head, '_roi_align_is_linear', lambda: False)
+                with pytest.raises(ValueError, match='level_feats'):
+                    head._roi_loss(outs['seg_preds'], None, gt, samples)
+                loss = head.loss_by_feat(outs, samples)['loss_roi_seg']
         loss.backward()
         results.append([loss.detach()] + [f.grad for f in feats[:4]] +
                        [head.conv_logits.weight.grad.clone()])
         head.zero_grad()
     torch.testing.assert_close(results[0], results[1])
+    torch.testing.assert_close(results[0], results[2])
 
 
 def test_mmcv_roi_align_misreads_channels_last_maps():
-    """Why _roi_loss converts the CPU head's channels-last maps: mmcv's
-    RoIAlign reads its input as NCHW whatever its strides. When this fails,
+    """Why _roi_loss hands RoIAlign contiguous maps: mmcv's RoIAlign reads
+    its input as NCHW whatever its strides. When this fails,
     mmcv honours strides and the .contiguous() calls can go."""
     head = build_head()
     feat = torch.randn(1, 8, 16, 24)
