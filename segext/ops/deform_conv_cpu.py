@@ -188,7 +188,7 @@ def _plan(geo: DeformGeometry, chunk_bytes: int,
 
     Work split into several chunks runs on :func:`num_workers` workers with
     one intra-op thread each (:func:`~segext.ops.chunk_threads.map_chunks`);
-    a single chunk (a small map: < ``MIN_SPLIT_BYTES`` of columns) runs in
+    a single chunk (a map whose columns fit one ``chunk_bytes``) runs in
     the calling thread and keeps torch's threads for its copies and its GEMM.
     """
     workers = num_workers()

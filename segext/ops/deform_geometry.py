@@ -19,7 +19,7 @@ from torch import Tensor
 
 __all__ = ['DeformGeometry', 'MIN_SPLIT_BYTES']
 
-# below this many bytes of columns a chunk is not split further for threads
+# below this many bytes a layout copy is not split into bands for threads
 MIN_SPLIT_BYTES = 4 * 2**20
 
 
@@ -78,17 +78,20 @@ class DeformGeometry:
                workers: int) -> List[Tuple[int, int, int]]:
         """(image, first, last) output-pixel ranges within one image.
 
-        Each chunk's columns (one piece) take at most ``chunk_bytes``; work
-        worth splitting (>= ``MIN_SPLIT_BYTES`` of columns) gets a multiple
-        of ``workers`` chunks of equal size.
+        Each chunk's columns (one piece) take at most ``chunk_bytes``. Work
+        whose columns fit one chunk is one chunk (the op runs it in the
+        calling thread, its GEMM on torch's intra-op threads: faster than
+        two half chunks on two one-thread workers, docs/deform_conv.md,
+        "Eighth round"); more work
+        gets a multiple of ``workers`` chunks of equal size.
         """
         widest = max(c1 - c0 for c0, c1, _, _ in self.pieces)
         per_pixel = self.taps * widest * itemsize
         pixels = self.batch * self.out_pixels
         count = -(-pixels * per_pixel // chunk_bytes)
-        if pixels * per_pixel >= MIN_SPLIT_BYTES:
+        if count > 1:
             # a multiple of the workers, so that they finish together
-            count = -(-max(count, workers) // workers) * workers
+            count = -(-count // workers) * workers
         step = min(-(-pixels // count), max(1, chunk_bytes // per_pixel),
                    self.out_pixels)
         return [(n, p0, min(p0 + step, self.out_pixels))

@@ -263,6 +263,25 @@ def test_backward_does_not_depend_on_which_chunk_finishes_first(
         assert torch.equal(got, want), name
 
 
+def test_chunks_split_for_threads_only_beyond_one_chunk():
+    """Columns that fit one chunk stay one chunk (run in the calling thread
+    on torch's threads); more get a multiple of the workers, each chunk
+    within chunk_bytes, covering every output pixel once."""
+    from segext.ops.deform_geometry import DeformGeometry
+    x = torch.zeros(1, 256, 30, 40)  # 1200 px x 9 taps x 256 ch: 10.5 MiB
+    geo = DeformGeometry(x, torch.zeros(128, 256, 3, 3), (1, 1), (1, 1),
+                         (1, 1), 1, 1)
+    per_pixel = 9 * 256 * 4
+    assert geo.chunks(16 * 2**20, 4, 2) == [(0, 0, 1200)]
+    for chunk_bytes in (8 * 2**20, 2**20):
+        chunks = geo.chunks(chunk_bytes, 4, 2)
+        assert len(chunks) > 1 and len(chunks) % 2 == 0
+        assert all((p1 - p0) * per_pixel <= chunk_bytes
+                   for _, p0, p1 in chunks)
+        covered = [p for _, p0, p1 in chunks for p in range(p0, p1)]
+        assert covered == list(range(1200))
+
+
 def test_in_order_sum_ignores_completion_order():
     g = torch.Generator().manual_seed(0)
     parts = [(torch.randn(5, 3, generator=g) * 10**float(i % 7),
