@@ -18,9 +18,9 @@ class ChannelsLastConv2d(nn.Conv2d):
     times slower than its standard-layout one on this project's CPU; convs
     that see channels-last inputs in training use this class: the
     deformable layers' offset convs on CPU (their forward + backward:
-    0.44-0.84x the time, docs/deform_conv.md, "Fourth round"). Stride > 1, groups, other
-    padding modes, the standard layout, CUDA, tracing and no-grad calls run
-    ``nn.Conv2d``'s forward.
+    0.44-0.84x the time, docs/deform_conv.md, "Fourth round"). Stride > 1,
+    groups, other padding modes, the standard layout, CUDA, tracing and
+    no-grad calls run ``nn.Conv2d``'s forward.
     """
 
     def forward(self, x: Tensor) -> Tensor:
