@@ -64,7 +64,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
 from .chunk_threads import InOrderSum, map_chunks, num_workers
-from .deform_geometry import MIN_SPLIT_BYTES, DeformGeometry
+from .deform_geometry import DeformGeometry
 from .deform_sampling import (chunk_sampling, native_sampling_available,
                               quiet_csr_warning)
 from .onednn_matmul import mm_nt
@@ -77,6 +77,8 @@ __all__ = [
 # <= 32 MiB, see docs/deform_conv.md ("Memory bound") for why 16 MiB
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 CPU_DTYPES = (torch.float32, torch.float64)
+# below this many bytes a layout copy is not split into bands for threads
+MIN_SPLIT_BYTES = 4 * 2**20
 
 IntPair = Union[int, Tuple[int, int]]
 

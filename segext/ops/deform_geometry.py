@@ -17,10 +17,7 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['DeformGeometry', 'MIN_SPLIT_BYTES']
-
-# below this many bytes a layout copy is not split into bands for threads
-MIN_SPLIT_BYTES = 4 * 2**20
+__all__ = ['DeformGeometry']
 
 
 def _output_size(size: int, kernel: int, stride: int, padding: int,
@@ -82,8 +79,8 @@ class DeformGeometry:
         whose columns fit one chunk is one chunk (the op runs it in the
         calling thread, its GEMM on torch's intra-op threads: faster than
         two half chunks on two one-thread workers, docs/deform_conv.md,
-        "Eighth round"); more work
-        gets a multiple of ``workers`` chunks of equal size.
+        "Eighth round"); more work gets a multiple of ``workers`` chunks of
+        equal size.
         """
         widest = max(c1 - c0 for c0, c1, _, _ in self.pieces)
         per_pixel = self.taps * widest * itemsize

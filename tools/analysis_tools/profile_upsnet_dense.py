@@ -171,7 +171,7 @@ def main(argv=None):
           f'{args.size}, {torch.get_num_threads()} threads; seconds, '
           f'median of {args.repeats} profiled steps\n')
     names = list(steps)
-    diffs = [n for n in names[:-1]]  # UPSNet minus each of the others
+    diffs = names[:-1]  # UPSNet minus each of the others
     print('| component | ' + ' | '.join(names) + ' | ' +
           ' | '.join(f'UPSNet - {n}' for n in diffs) + ' |')
     print('|---|' + '---:|' * (len(names) + len(diffs)))

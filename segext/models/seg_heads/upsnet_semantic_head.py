@@ -208,18 +208,19 @@ class UPSNetSemanticHead(BaseSemanticHead):
         13; docs/upsnet.md, "Eighth round").
         """
         size = level_feats[0].shape[-2:]
-        width = self.feat_channels[-1]
+        channels = self.feat_channels[-1]  # per level
         weight = self.conv_logits.weight.flatten(1)  # (T+S, 512)
         seg_preds = None
         for i, feat in enumerate(level_feats):
-            batch, _, height, width_l = feat.shape
+            batch, _, height, width = feat.shape
             # (B, T+S, h*w) = (B, T+S, 128) @ (B, 128, h*w): a standard
             # layout result whatever feat's (channels-last reads as the
             # transposed operand); the weight expanded per image so that
             # FLOP counters see the batch
             logits = torch.matmul(
-                weight[:, i * width:(i + 1) * width].expand(batch, -1, -1),
-                feat.flatten(2)).view(batch, -1, height, width_l)
+                weight[:, i * channels:(i + 1) * channels].expand(
+                    batch, -1, -1),
+                feat.flatten(2)).view(batch, -1, height, width)
             if i > 0:
                 logits = F.interpolate(
                     logits, size=size, mode='bilinear', align_corners=False)
