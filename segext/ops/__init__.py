@@ -9,6 +9,8 @@
 * :mod:`.deform_conv_mmcv`: mmcv's compiled kernel + a bias;
 * :mod:`.conv_cl_cpu`: a stride-1 conv on channels-last CPU input whose
   weight gradient is a GEMM (the deformable layers' offset convs);
+* :mod:`.upsampled_nll`, :mod:`.roi_align_cpu`: UPSNet's full-resolution
+  semantic loss and the RoIAlign of its RoI loss on CPU;
 * :mod:`.tracing`: whether a graph is being recorded (trace/export).
 
 The layer that chooses between them is

@@ -26,6 +26,7 @@ from mmdet.structures.bbox import bbox2roi, get_box_tensor
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
+from ...ops.roi_align_cpu import is_average_roi_align, roi_align_cpu
 from ...ops.upsampled_nll import upsampled_nll
 from ..layers import DeformConv2dWithOffset
 from ..utils.labels import crop_and_resize_labels, stack_gt_sem_seg
@@ -341,17 +342,14 @@ class UPSNetSemanticHead(BaseSemanticHead):
         if rois.shape[0] == 0:
             # no things in the batch: a zero that keeps the graph connected
             return seg_preds.sum() * 0 + self.conv_logits.weight.sum() * 0
-        # mmcv's RoIAlign reads its input as NCHW whatever its strides (it
-        # does not call .contiguous()): maps are handed over contiguous
         if self._roi_align_is_linear():
             bias = self.conv_logits.bias
             if bias is None:
-                roi_logits = self.roi_extractor([seg_preds.contiguous()],
-                                                rois)
+                roi_logits = self._align_linear(seg_preds, rois)
             else:
                 bias = bias.view(-1, 1, 1)
-                roi_logits = self.roi_extractor(
-                    [(seg_preds - bias).contiguous()], rois) + bias
+                roi_logits = self._align_linear(seg_preds - bias,
+                                                rois) + bias
         else:
             if level_feats is None:
                 raise ValueError(
@@ -372,6 +370,24 @@ class UPSNetSemanticHead(BaseSemanticHead):
                 and len(extractor.roi_layers) == 1
                 and type(extractor.roi_layers[0]) is RoIAlign
                 and extractor.roi_layers[0].pool_mode == 'avg')
+
+    def _align_linear(self, feat: Tensor, rois: Tensor) -> Tensor:
+        """The extractor's RoIAlign crops ``(R, C, 28, 28)`` of ``feat``.
+
+        On CPU, with mmcv's own kernel configured, the same crops from
+        :func:`~segext.ops.roi_align_cpu.roi_align_cpu` (two matrix
+        products per RoI; mmcv's CPU kernel runs one thread through every
+        channel and bin: issue 13, docs/upsnet.md, "Ninth round").
+        Elsewhere (CUDA) the extractor itself.
+        """
+        layer = self.roi_extractor.roi_layers[0]
+        if feat.device.type == 'cpu' and is_average_roi_align(layer):
+            return roi_align_cpu(feat, rois.type_as(feat), layer.output_size,
+                                 layer.spatial_scale, layer.sampling_ratio,
+                                 layer.aligned)
+        # mmcv's RoIAlign reads its input as NCHW whatever its strides (it
+        # does not call .contiguous()): maps are handed over contiguous
+        return self.roi_extractor([feat.contiguous()], rois)
 
     def predict(self,
                 x: Tuple[Tensor],

@@ -285,6 +285,26 @@ def test_roi_loss_aligns_the_logits_as_the_classified_crops(monkeypatch):
     torch.testing.assert_close(results[0], results[2])
 
 
+def test_cpu_roi_loss_aligns_without_mmcv_kernel(monkeypatch):
+    """On CPU the linear RoI loss takes segext's separable RoIAlign (the
+    equality with mmcv's kernel is the test above); a RoIAlign it does not
+    reproduce (max pooling) goes to the extractor."""
+    head = build_head()
+    samples = data_samples(boxes=((8., 8., 40., 40.), ))
+    gt = stack_gt_sem_seg(samples)
+    seg_preds = head(fpn_feats())['seg_preds']
+
+    def fail(*args):
+        raise AssertionError('mmcv RoIAlign called')
+
+    with monkeypatch.context() as m:
+        m.setattr(head.roi_extractor, 'forward', fail)
+        head._roi_loss(seg_preds, None, gt, samples)
+        m.setattr(head.roi_extractor.roi_layers[0], 'pool_mode', 'max')
+        with pytest.raises(AssertionError, match='mmcv RoIAlign'):
+            head._align_linear(seg_preds, torch.zeros(1, 5))
+
+
 def test_mmcv_roi_align_misreads_channels_last_maps():
     """Why _roi_loss hands RoIAlign contiguous maps: mmcv's RoIAlign reads
     its input as NCHW whatever its strides. When this fails,
