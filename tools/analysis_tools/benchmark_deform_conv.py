@@ -71,8 +71,8 @@ def measure(steps: Dict[str, Callable[[], Dict[str, float]]],
     less than ``warmup_below`` seconds (first calls pay for oneDNN primitive
     creation, thread start-up and allocator growth: milliseconds, which
     would skew the small maps; a longer first run is kept as a timed run).
-    Returns per step the median of every duration it reports and its number
-    of ``runs``.
+    Returns per step the median of every duration it reports, its number
+    of ``runs`` and, under ``each``, every run's durations in run order.
     """
     times = {name: [] for name in steps}
     for name, step in steps.items():
@@ -93,6 +93,7 @@ def measure(steps: Dict[str, Callable[[], Dict[str, float]]],
             for key in runs[0]
         }
         results[name]['runs'] = len(runs)
+        results[name]['each'] = runs
     return results
 
 

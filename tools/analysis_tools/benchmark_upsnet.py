@@ -303,7 +303,20 @@ def dense_steps(models, img, samples, whole=True):
 
 DENSE_HEADER = ('| image | part | pass | P-FPN GMACs | UPSNet GMACs | '
                 'FLOP ratio | P-FPN s | UPSNet s | time ratio | '
-                'efficiency | plain-conv twin s | twin efficiency | runs |')
+                'efficiency | per-round efficiency | plain-conv twin s | '
+                'twin efficiency | runs |')
+
+
+def round_ratios(res, num, den):
+    """Time ratios ``num / den`` of the runs made in the same round.
+
+    Every dense step runs once per round (no warm-up run is kept), so run i
+    of one step and run i of another were measured seconds apart: their
+    ratio is less exposed to the host's speed changing during the benchmark
+    than the ratio of the medians.
+    """
+    return [a['s'] / b['s'] for a, b in zip(res[num]['each'],
+                                            res[den]['each'])]
 
 
 def bench_dense(args):
@@ -315,7 +328,9 @@ def bench_dense(args):
           f'133 classes, 1 image, {torch.get_num_threads()} threads; '
           f'medians of {args.repeats} interleaved runs; GMACs of the '
           'forward (UPSNet: its conv_cfg=None twin); efficiency = time '
-          'ratio / FLOP ratio (target <= 1.15)\n')
+          'ratio / FLOP ratio (target <= 1.15); per-round efficiency: '
+          'median (min-max) over the rounds of the ratio of the runs made '
+          'in the same round\n')
     print(DENSE_HEADER)
     print('|' + '|'.join(['---'] * (DENSE_HEADER.count('|') - 1)) + '|')
     for size_s in args.dense_sizes:
@@ -338,6 +353,14 @@ def bench_dense(args):
             flops = (f'{gmacs[0]:.1f} | {gmacs[1]:.1f} | {flop_ratio:.3f}'
                      if dense else '- | - | -')
             eff = f'**{time_ratio / flop_ratio:.2f}**' if dense else '-'
+            spread = '-'
+            if dense:
+                per_round = sorted(
+                    r / flop_ratio for r in round_ratios(
+                        res, ('upsnet', part, kind),
+                        ('panoptic_fpn', part, kind)))
+                spread = (f'{statistics.median(per_round):.2f} '
+                          f'({per_round[0]:.2f}–{per_round[-1]:.2f})')
             names = list(models) + (['twin'] if dense else [])
             runs = '/'.join(str(res[n, part, kind]['runs']) for n in names)
             twin_cols = '- | -'
@@ -345,7 +368,8 @@ def bench_dense(args):
                 t_tw = res['twin', part, kind]['s']
                 twin_cols = f'{t_tw:.3f} | {t_tw / t_pf / flop_ratio:.2f}'
             print(f'| {size_s} | {part} | {kind} | {flops} | {t_pf:.3f} | '
-                  f'{t_up:.3f} | {time_ratio:.3f} | {eff} | {twin_cols} | '
+                  f'{t_up:.3f} | {time_ratio:.3f} | {eff} | {spread} | '
+                  f'{twin_cols} | '
                   f'{runs} |',
                   flush=True)
 
