@@ -6,11 +6,11 @@ Per chunk, the bilinear sampling of all K = kh·kw taps (eq. (2)) builds the
 chunk's columns ``(L·K, C)`` from the input's pixels as rows (channels-last)
 -- segext's C++ kernel, or ``F.embedding_bag`` where it cannot be built
 (:mod:`segext.ops.deform_sampling`) -- and the sum over taps (eq. (1)) is
-ONE GEMM of those columns with the weight (``torch.mm``). The backward is
+ONE GEMM of those columns with the weight. The backward is
 a hand-written :class:`torch.autograd.Function`: it recomputes each chunk's
 columns (nothing of size K·C·H·W is kept between forward and backward),
-gets the weight and column gradients from two GEMMs (``torch.mm``; for
-float32 the column gradient on oneDNN's matmul,
+gets the weight and column gradients from two GEMMs (for float32 on
+oneDNN's matmul or MKL's sgemm, whichever is the faster kind on this CPU:
 :mod:`segext.ops.onednn_matmul`), and the input and offset
 gradients from the adjoint of the sampling (one pass of the C++ kernel:
 per sample and neighbour a dot product -- the bilinear weight's gradient
@@ -67,7 +67,7 @@ from .chunk_threads import InOrderSum, map_chunks, num_workers
 from .deform_geometry import DeformGeometry
 from .deform_sampling import (chunk_sampling, native_sampling_available,
                               quiet_csr_warning)
-from .onednn_matmul import mm_nt
+from .onednn_matmul import gemm_nt, gemm_tn, mm_nt
 
 __all__ = [
     'CPU_DTYPES', 'DEFAULT_CHUNK_BYTES', 'DeformConv2dCPUFunction',
@@ -175,13 +175,12 @@ def _forward_gemm(cols: Tensor, w_piece: Tensor,
                   bias: Optional[Tensor]) -> Tensor:
     """``cols @ w_piece.T (+ bias)``, (L, K*Cp) @ (K*Cp, O/g): eq. (1).
 
-    ``torch.mm`` (MKL), not oneDNN's matmul: with MKL on one thread per
-    worker (:mod:`.chunk_threads`) it was as fast or faster on the layers
-    of UPSNet's head (docs/deform_conv.md, "Eighth round").
+    :func:`~.onednn_matmul.gemm_nt`: MKL on AVX2 CPUs, where with one
+    thread per worker (:mod:`.chunk_threads`) it was as fast or faster on
+    the layers of UPSNet's head (docs/deform_conv.md, "Eighth round"),
+    oneDNN on AVX-512 ones ("Tenth round").
     """
-    if bias is None:
-        return torch.mm(cols, w_piece.t())
-    return torch.addmm(bias, cols, w_piece.t())
+    return gemm_nt(cols, w_piece, bias)
 
 
 def _plan(geo: DeformGeometry, chunk_bytes: int,
@@ -298,11 +297,12 @@ class DeformConv2dCPUFunction(torch.autograd.Function):
                     # recomputed: nothing K*C*H*W-sized is kept from forward
                     cols = sampling.columns(d, x_rows)  # (L*K, Cp)
                     if need_weight:
-                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp): torch.mm,
-                        # not mm_nt, which reorders the columns first
-                        # (docs/deform_conv.md, "Seventh round")
-                        chunk_weights[i] = torch.mm(g_out.t(),
-                                                    cols.view(length, -1))
+                        # (O/g, K*Cp) = (O/g, L) @ (L, K*Cp): MKL on AVX2
+                        # CPUs, where oneDNN's reordering of the columns
+                        # cost more than it gained (docs/deform_conv.md,
+                        # "Seventh round"), oneDNN on AVX-512 ones
+                        chunk_weights[i] = gemm_tn(g_out,
+                                                   cols.view(length, -1))
                     if not (need_input or need_offset):
                         continue
                     # (L, K*Cp) = (L, O/g) @ (O/g, K*Cp)

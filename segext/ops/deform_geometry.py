@@ -1,4 +1,4 @@
-"""Geometry of one CPU DCN v1 call: shapes, chunks and bilinear sampling tables.
+"""Geometry of one CPU DCN v1 call: shapes, chunks, bilinear sampling tables.
 
 Dai et al., "Deformable Convolutional Networks", ICCV 2017, eq. (1)-(2):
 

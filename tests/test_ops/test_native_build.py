@@ -9,7 +9,9 @@ import torch
 from segext.ops import deform_conv2d_cpu
 from segext.ops import deform_conv_cpu as dc
 from segext.ops import native_build
-from segext.ops.onednn_matmul import mm_nt, onednn_matmul_available
+from segext.ops import onednn_matmul
+from segext.ops.onednn_matmul import (gemm_nt, gemm_tn, mm_nt,
+                                        onednn_matmul_available)
 
 needs_compiler = pytest.mark.skipif(native_build._compiler() is None,
                                     reason='no C++ compiler')
@@ -125,6 +127,36 @@ def test_mm_nt(dtype):
                        ref + bias.double())):
         assert got.shape == (50, 30) and got.is_contiguous()
         assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('preferred', [True, False])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_gemm_nt_and_tn_on_either_backend(preferred, dtype, monkeypatch):
+    monkeypatch.setattr(onednn_matmul, '_PREFERRED', preferred)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 70, generator=g, dtype=dtype)
+    b = torch.randn(30, 70, generator=g, dtype=dtype)
+    rows = torch.randn(40, 64, generator=g, dtype=dtype)[:, 7:57]  # strided
+    bias = torch.randn(30, generator=g, dtype=dtype)
+    for got, want in ((gemm_nt(a, b), a.double() @ b.double().t()),
+                      (gemm_nt(a, b, bias),
+                       a.double() @ b.double().t() + bias.double()),
+                      (gemm_tn(rows, a[:40]),
+                       rows.double().t() @ a[:40].double())):
+        assert got.is_contiguous() and got.dtype == dtype
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('capability,preferred', [('AVX512', True),
+                                                  ('AVX2', False),
+                                                  ('DEFAULT', False)])
+def test_onednn_preferred_on_avx512_cpus(capability, preferred,
+                                         monkeypatch):
+    monkeypatch.setattr(onednn_matmul, '_PREFERRED', None)
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability',
+                        lambda: capability)
+    assert onednn_matmul.onednn_preferred() == (
+        preferred and onednn_matmul_available())
 
 
 def test_onednn_matmul_is_used_where_torch_has_it():

@@ -72,7 +72,8 @@ def parse_args(argv=None):
                    help='torch threads (default: torch default)')
     args = p.parse_args(argv)
     for s in args.sizes + args.dense_sizes:
-        if len(s.split('x')) != 2 or not all(v.isdigit() for v in s.split('x')):
+        parts = s.split('x')
+        if len(parts) != 2 or not all(v.isdigit() for v in parts):
             p.error(f'--sizes: expected WxH like 1216x800, got {s!r}')
     return args
 
@@ -270,6 +271,21 @@ def dense_gmacs(model, img):
         return analyzer.total() / 1e9
 
 
+def dense_train_gmacs(model, img, samples):
+    """GMACs of the dense part's training step (forward + backward, the
+    semantic losses included), by torch's ``FlopCounterMode`` on what
+    autograd runs: a conv's or matrix product's backward counts the weight
+    gradient only where the weight trains and the input gradient only where
+    the input needs one, so ResNet's frozen stem and stage 1 count their
+    forward only (mmengine's counter sees the forward alone). Two flops are
+    one multiply-add, as in :func:`dense_gmacs`."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(DensePart(model).loss, img, samples, model)
+    return counter.get_total_flops() / 2e9
+
+
 def dense_steps(models, img, samples, whole=True):
     """:func:`benchmark_deform_conv.measure` steps, one per model and pass:
     the dense part's ``fwd`` and ``fwd+bwd``, and with ``whole`` the whole
@@ -303,7 +319,8 @@ def dense_steps(models, img, samples, whole=True):
 
 DENSE_HEADER = ('| image | part | pass | P-FPN GMACs | UPSNet GMACs | '
                 'FLOP ratio | P-FPN s | UPSNet s | time ratio | '
-                'efficiency | per-round efficiency | plain-conv twin s | '
+                'efficiency | per-round efficiency | efficiency vs the '
+                'forward FLOP ratio | plain-conv twin s | '
                 'twin efficiency | runs |')
 
 
@@ -326,19 +343,24 @@ def bench_dense(args):
     twin = build_model(UPSNET_COCO, plain_semantic_convs=True)
     print('\n== 0. dense part (backbone + FPN + semantic head), R50-FPN, '
           f'133 classes, 1 image, {torch.get_num_threads()} threads; '
-          f'medians of {args.repeats} interleaved runs; GMACs of the '
-          'forward (UPSNet: its conv_cfg=None twin); efficiency = time '
-          'ratio / FLOP ratio (target <= 1.15); per-round efficiency: '
-          'median (min-max) over the rounds of the ratio of the runs made '
-          'in the same round\n')
+          f'medians of {args.repeats} interleaved runs; GMACs (UPSNet: '
+          'its conv_cfg=None twin) of the pass: fwd by mmengine\'s '
+          'FlopAnalyzer, fwd+bwd by torch\'s FlopCounterMode on the '
+          'training step (the backward autograd runs); efficiency = time '
+          'ratio / FLOP ratio of the pass (target <= 1.15); per-round '
+          'efficiency: median (min-max) over the rounds of the ratio of '
+          'the runs made in the same round; also the time ratio / the '
+          'forward FLOP ratio\n')
     print(DENSE_HEADER)
     print('|' + '|'.join(['---'] * (DENSE_HEADER.count('|') - 1)) + '|')
     for size_s in args.dense_sizes:
         size = tuple(int(v) for v in size_s.split('x'))
         img, samples = fake_batch(size, 133, 80)
-        gmacs = (dense_gmacs(models['panoptic_fpn'], img),
-                 dense_gmacs(twin, img))
-        flop_ratio = gmacs[1] / gmacs[0]
+        pair = (models['panoptic_fpn'], twin)
+        gmacs = {'fwd': [dense_gmacs(m, img) for m in pair],
+                 'fwd+bwd': [dense_train_gmacs(m, img, samples)
+                             for m in pair]}
+        fwd_flop_ratio = gmacs['fwd'][1] / gmacs['fwd'][0]
         steps = dense_steps(models, img, samples, not args.no_whole)
         # the twin's dense part too: what UPSNet would take if its
         # deformable layers cost what plain convs do
@@ -350,11 +372,13 @@ def bench_dense(args):
             t_pf, t_up = (res[n, part, kind]['s'] for n in models)
             time_ratio = t_up / t_pf
             dense = part == 'dense'
-            flops = (f'{gmacs[0]:.1f} | {gmacs[1]:.1f} | {flop_ratio:.3f}'
-                     if dense else '- | - | -')
-            eff = f'**{time_ratio / flop_ratio:.2f}**' if dense else '-'
-            spread = '-'
+            flops, eff, eff_fwd, spread = '- | - | -', '-', '-', '-'
             if dense:
+                pf_gmacs, up_gmacs = gmacs[kind]
+                flop_ratio = up_gmacs / pf_gmacs
+                flops = f'{pf_gmacs:.1f} | {up_gmacs:.1f} | {flop_ratio:.3f}'
+                eff = f'**{time_ratio / flop_ratio:.2f}**'
+                eff_fwd = f'{time_ratio / fwd_flop_ratio:.2f}'
                 per_round = sorted(
                     r / flop_ratio for r in round_ratios(
                         res, ('upsnet', part, kind),
@@ -369,7 +393,7 @@ def bench_dense(args):
                 twin_cols = f'{t_tw:.3f} | {t_tw / t_pf / flop_ratio:.2f}'
             print(f'| {size_s} | {part} | {kind} | {flops} | {t_pf:.3f} | '
                   f'{t_up:.3f} | {time_ratio:.3f} | {eff} | {spread} | '
-                  f'{twin_cols} | '
+                  f'{eff_fwd} | {twin_cols} | '
                   f'{runs} |',
                   flush=True)
 

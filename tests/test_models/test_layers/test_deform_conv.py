@@ -17,6 +17,7 @@ from segext.models.layers import (DeformConv2dWithOffset, deform_conv2d,
                                   select_deform_conv_impl)
 from segext.ops import chunk_threads, deform_conv2d_cpu, deform_conv_mmcv
 from segext.ops import deform_conv_cpu as dc
+from segext.ops import onednn_matmul
 from segext.ops.deform_sampling import native_sampling_available
 from segext.ops.native_build import _compiler
 
@@ -171,9 +172,15 @@ def test_channels_last_output_takes_inplace_ops():
     torch.testing.assert_close(x.grad, ref_x.grad)
 
 
-def test_matches_mmcv_float32_fpn_like():
-    """float32 at a P5-like size: 1e-4 relative to each tensor's scale."""
+@pytest.mark.parametrize('groups', [1, 2])
+@pytest.mark.parametrize('onednn', [True, False])
+def test_matches_mmcv_float32_fpn_like(onednn, groups, monkeypatch):
+    """float32 at a P5-like size: 1e-4 relative to each tensor's scale,
+    with the forward GEMM and weight gradient on oneDNN's matmul and on
+    MKL's sgemm (onednn_matmul.onednn_preferred picks one per CPU)."""
+    monkeypatch.setattr(onednn_matmul, '_PREFERRED', onednn)
     case = make_case(batch=2, cin=32, cout=16, size=(25, 38), scale=3.0,
+                     groups=groups, deform_groups=groups,
                      dtype=torch.float32)
     ours, ref = run_both(case)
     for a, b, what in zip(ours, ref, NAMES):
