@@ -3,10 +3,12 @@
 Prints medians over interleaved repeats, and ratios:
 
 0. ``dense``: the dense part (backbone + FPN + semantic head; the RoI heads
-   are the same in both models) at 640x480 and 1216x800: forward GMACs from
-   mmengine's ``FlopAnalyzer`` -- UPSNet's deformable layers counted as
-   plain convs of the same shape, i.e. on a twin built with
-   ``semantic_head.conv_cfg=None`` -- the FLOP ratio, the time ratio of the
+   are the same in both models) at 640x480 and 1216x800: GMACs of each pass
+   -- the forward by mmengine's ``FlopAnalyzer``, forward + backward by
+   torch's ``FlopCounterMode`` on the training step (what autograd runs:
+   frozen layers have no backward) -- with UPSNet's deformable layers
+   counted as plain convs of the same shape, i.e. on a twin built with
+   ``semantic_head.conv_cfg=None``; the FLOP ratio, the time ratio of the
    forward and of forward + backward (semantic losses included), and the
    efficiency ``time ratio / FLOP ratio`` (issue 13: target <= 1.15), and
    the same for the twin itself (UPSNet with plain convs: what is left when
