@@ -80,6 +80,11 @@ def mm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         return torch.ops.mkldnn._linear_pointwise(
             a.contiguous(), b, None if bias is None else bias.contiguous(),
             'none', [], '')
+    return _torch_mm_nt(a, b, bias)
+
+
+def _torch_mm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``a @ b.T (+ bias)`` by ``torch.mm`` / ``torch.addmm`` (MKL)."""
     if bias is None:
         return torch.mm(a, b.t())
     return torch.addmm(bias, a, b.t())
@@ -101,9 +106,7 @@ def gemm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     :func:`onednn_preferred` (else ``torch.mm`` / ``torch.addmm``)."""
     if a.dtype == torch.float32 and onednn_preferred():
         return mm_nt(a, b, bias)
-    if bias is None:
-        return torch.mm(a, b.t())
-    return torch.addmm(bias, a, b.t())
+    return _torch_mm_nt(a, b, bias)
 
 
 def gemm_tn(a: Tensor, b: Tensor) -> Tensor:

@@ -87,7 +87,8 @@ def test_dense_table_divides_by_each_pass_flop_ratio():
             pytest.approx(float(row['time ratio']) / float(fwd['FLOP ratio']),
                           abs=0.01)
     # frozen stem and stage 1 (R50, frozen_stages=1): fewer than 3x the
-    # forward's multiply-adds, and a larger share of UPSNet's train
+    # forward's multiply-adds; they are a smaller share of UPSNet's work,
+    # so its training step's FLOP ratio is the larger
     for model in ('P-FPN GMACs', 'UPSNet GMACs'):
         assert 2 * float(fwd[model]) < float(train[model]) < \
             3 * float(fwd[model])
